@@ -1,0 +1,145 @@
+package sockshare
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/sockshare/sockshare/policy"
+)
+
+// MaxWorkers bounds Config.Workers; more is treated as a mistake.
+const MaxWorkers = 1024
+
+// Config configures a Master. The zero value is usable: NumCPU workers
+// re-running this executable under the policy from SOCKSHARE_POLICY, or rr.
+type Config struct {
+	// Workers is the number of worker slots. Default runtime.NumCPU().
+	// Negative or above MaxWorkers is an error.
+	Workers int
+	// Policy names the sharing policy (see package policy). Empty means
+	// the SOCKSHARE_POLICY environment variable, then rr.
+	Policy string
+	// Program is the worker executable. Default: os.Executable().
+	Program string
+	// Args are the worker's arguments, without the program name. Nil
+	// means os.Args[1:]; an empty non-nil slice means none.
+	Args []string
+	// Env is the worker's environment. Nil means os.Environ(). The
+	// master adds its own markers and, see WorkerGOMAXPROCS, GOMAXPROCS.
+	Env []string
+	// Dir is the worker's working directory; empty means the master's.
+	Dir string
+	// Stdout and Stderr receive the workers' output. Nil means the
+	// master's own standard output and error.
+	Stdout, Stderr io.Writer
+	// Logger receives the master's own reports. Nil means silent.
+	Logger *slog.Logger
+
+	// ShutdownTimeout bounds graceful shutdown and disconnects: after it,
+	// workers still running are killed. Default 10s.
+	ShutdownTimeout time.Duration
+
+	// OnEvent, if set, receives every Event. Calls are serialised, in
+	// the order things happened, on goroutines of the master; the master
+	// holds no lock of its own during the call, so OnEvent may call
+	// Workers and Send, but it must not block for long: it delays the
+	// next event and, for some events, the worker's IPC.
+	OnEvent func(Event)
+	// OnMessage, if set, receives every message a worker sends with
+	// Send. It runs on that worker's IPC reader goroutine and must not
+	// block: handoffs to that worker wait behind it.
+	OnMessage func(workerID int, payload []byte)
+
+	// WorkerGOMAXPROCS sets GOMAXPROCS in each worker's environment when
+	// that environment does not set it already. 0 means
+	// max(1, NumCPU/Workers), so that N workers do not oversubscribe the
+	// cores; a negative value leaves the Go default.
+	WorkerGOMAXPROCS int
+
+	// Window is how many handed connections a worker may have not yet
+	// accepted, under rr and leastconn. Default 64.
+	Window int
+	// MaxPending bounds the connections the master holds while every
+	// worker's window is full; then it stops accepting. Default 1024.
+	MaxPending int
+	// UDPSteering attaches a cBPF program to reuseport UDP groups that
+	// spreads datagrams evenly over the slots, one flow included, at the
+	// cost of flow affinity. Linux only.
+	UDPSteering bool
+
+	// RestartDelay is the first wait before a crashed slot restarts; it
+	// doubles with each crash up to MaxRestartDelay, and is reset once a
+	// worker stays up for StableAfter. Defaults 100ms, 10s, 30s.
+	RestartDelay, MaxRestartDelay, StableAfter time.Duration
+	// MaxCrashes crashes of one slot within CrashWindow give the slot up.
+	// Defaults 5 and 60s.
+	MaxCrashes  int
+	CrashWindow time.Duration
+	// ReadyTimeout bounds the time from start to readiness (Ready, or the
+	// first Listen served); a worker that misses it is killed and counted
+	// as a crash. Default 30s; negative disables it.
+	ReadyTimeout time.Duration
+}
+
+func (c Config) withDefaults() (Config, policy.Name, error) {
+	bad := func(format string, args ...any) (Config, policy.Name, error) {
+		return c, "", fmt.Errorf("%w: "+format, append([]any{ErrBadConfig}, args...)...)
+	}
+	if c.Workers == 0 {
+		c.Workers = runtime.NumCPU()
+	}
+	if c.Workers < 0 || c.Workers > MaxWorkers {
+		return bad("workers must be between 1 and %d, got %d", MaxWorkers, c.Workers)
+	}
+	pol, err := policy.Resolve(c.Policy)
+	if err != nil {
+		return c, "", fmt.Errorf("%w: %w", ErrBadConfig, err)
+	}
+	if c.Program == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return bad("cannot find the program to run as workers: %v", err)
+		}
+		c.Program = exe
+		if c.Args == nil {
+			c.Args = os.Args[1:]
+		}
+	}
+	if c.Env == nil {
+		c.Env = os.Environ()
+	}
+	if c.Stdout == nil {
+		c.Stdout = os.Stdout
+	}
+	if c.Stderr == nil {
+		c.Stderr = os.Stderr
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.ShutdownTimeout, 10*time.Second)
+	def(&c.RestartDelay, 100*time.Millisecond)
+	def(&c.MaxRestartDelay, 10*time.Second)
+	def(&c.StableAfter, 30*time.Second)
+	def(&c.CrashWindow, time.Minute)
+	def(&c.ReadyTimeout, 30*time.Second)
+	if c.MaxCrashes == 0 {
+		c.MaxCrashes = 5
+	}
+	if c.ShutdownTimeout < 0 || c.RestartDelay < 0 || c.MaxRestartDelay < 0 {
+		return bad("durations must not be negative")
+	}
+	if c.WorkerGOMAXPROCS == 0 {
+		c.WorkerGOMAXPROCS = max(1, runtime.NumCPU()/c.Workers)
+	}
+	return c, pol, nil
+}

@@ -1,0 +1,47 @@
+package sockshare
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+)
+
+var (
+	// ErrUnsupported is returned where this platform cannot run a master
+	// (no descriptor passing). It matches errors.ErrUnsupported.
+	ErrUnsupported = fmt.Errorf("sockshare: %w", errors.ErrUnsupported)
+	// ErrNotWorker is returned by worker-only calls outside a worker.
+	ErrNotWorker = errors.New("sockshare: not running as a worker")
+	// ErrMasterGone is returned by worker calls once the master is gone.
+	ErrMasterGone = errors.New("sockshare: master is gone")
+	// ErrBadConfig is wrapped by every configuration error of NewMaster.
+	ErrBadConfig = errors.New("sockshare: bad config")
+	// ErrPolicyConflict is returned by a worker's Listen for an address the
+	// master already serves under another policy.
+	ErrPolicyConflict = errors.New("address already shared under another policy")
+	// ErrNetwork is wrapped when a network name does not fit the call
+	// (for example ListenPacket("tcp", ...)).
+	ErrNetwork = errors.New("unsupported network")
+	// ErrAllWorkersFailed is returned by Run when every slot was given up.
+	ErrAllWorkersFailed = errors.New("sockshare: every worker slot was given up")
+	// ErrUnknownWorker is returned by Master.Send for an id that is not
+	// running.
+	ErrUnknownWorker = errors.New("sockshare: no such worker")
+)
+
+// remoteError is an error that happened in the master on a worker's behalf,
+// carried over IPC as text and errno. It unwraps to the errno so that
+// errors.Is(err, syscall.EADDRINUSE) holds in the worker.
+type remoteError struct {
+	msg   string
+	errno syscall.Errno
+}
+
+func (e *remoteError) Error() string { return e.msg }
+
+func (e *remoteError) Unwrap() error {
+	if e.errno == 0 {
+		return nil
+	}
+	return e.errno
+}

@@ -1,0 +1,208 @@
+// Command hello is an HTTP server whose workers share one address under a
+// sockshare policy.
+//
+//	go run ./examples/hello [-workers N] [-policy P] [-addr host:port]
+//
+// Every response carries X-Worker: <worker id> and the body
+// "hello from worker <id>". GET /work?spin_ms=M&sleep_ms=S burns M ms of
+// CPU, then sleeps S ms, then answers. Once every worker listens, the master
+// prints one line: "listening on <addr> policy=<p> workers=<n>". SIGTERM or
+// SIGINT shut down gracefully (exit 0); SIGHUP replaces every worker without
+// dropping a connection. Bad flags, a bad address or a port in use print one
+// line on stderr and exit 2.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sockshare/sockshare"
+	"github.com/sockshare/sockshare/policy"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+type options struct {
+	workers int
+	policy  string
+	addr    string
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("hello", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var o options
+	fs.IntVar(&o.workers, "workers", runtime.NumCPU(), "number of worker processes")
+	fs.StringVar(&o.policy, "policy", "", "sharing policy: shared, rr, leastconn, reuseport (default $SOCKSHARE_POLICY, else rr)")
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+			return 0
+		}
+		fmt.Fprintf(stderr, "hello: %v\n", err)
+		return 2
+	}
+	if sockshare.IsWorker() {
+		return worker(o)
+	}
+	return master(o, stdout, stderr)
+}
+
+func master(o options, stdout, stderr io.Writer) int {
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "hello: %v\n", err)
+		return 2
+	}
+	if o.workers < 1 || o.workers > sockshare.MaxWorkers {
+		return fail(fmt.Errorf("-workers must be between 1 and %d, got %d", sockshare.MaxWorkers, o.workers))
+	}
+	pol, err := policy.Resolve(o.policy)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := net.ResolveTCPAddr("tcp", o.addr); err != nil {
+		return fail(fmt.Errorf("bad -addr %q: %w", o.addr, err))
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	var mu sync.Mutex
+	listening := map[int]bool{}
+	printed := false
+	var listenErr error
+	m, err := sockshare.NewMaster(sockshare.Config{
+		Workers: o.workers,
+		Policy:  string(pol),
+		Logger:  slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		OnEvent: func(e sockshare.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch e.Type {
+			case sockshare.EventListening:
+				listening[e.WorkerID] = true
+				if !printed && len(listening) >= o.workers {
+					printed = true
+					fmt.Fprintf(stdout, "listening on %s policy=%s workers=%d\n", e.Addr, e.Policy, o.workers)
+				}
+			case sockshare.EventListenError:
+				if listenErr == nil {
+					listenErr = e.Err
+					cancel(e.Err)
+				}
+			}
+		},
+	})
+	if err != nil {
+		return fail(err)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				if err := m.Reload(ctx); err != nil && ctx.Err() == nil {
+					fmt.Fprintf(stderr, "hello: reload: %v\n", err)
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	err = m.Run(ctx)
+	mu.Lock()
+	lerr := listenErr
+	mu.Unlock()
+	if lerr != nil {
+		return fail(fmt.Errorf("listen %s: %w", o.addr, lerr))
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "hello: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func worker(o options) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ln, err := sockshare.Listen("tcp", o.addr)
+	if err != nil {
+		// The master reports listen errors (once, not once per worker)
+		// and shuts down; wait for it to tell us to go.
+		select {
+		case <-ctx.Done():
+		case <-time.After(30 * time.Second):
+		}
+		return 2
+	}
+	id := strconv.Itoa(sockshare.WorkerID())
+	srv := &http.Server{Handler: handler(id), ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return 1
+		}
+		return 0
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return 1
+	}
+	return 0
+}
+
+func handler(id string) http.Handler {
+	body := []byte("hello from worker " + id + "\n")
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Worker", id)
+		w.Write(body)
+	})
+	mux.HandleFunc("/work", func(w http.ResponseWriter, r *http.Request) {
+		spin, _ := strconv.Atoi(r.URL.Query().Get("spin_ms"))
+		sleep, _ := strconv.Atoi(r.URL.Query().Get("sleep_ms"))
+		spinFor(time.Duration(spin) * time.Millisecond)
+		if sleep > 0 {
+			time.Sleep(time.Duration(sleep) * time.Millisecond)
+		}
+		w.Header().Set("X-Worker", id)
+		w.Write(body)
+	})
+	return mux
+}
+
+// spinFor burns CPU for d.
+func spinFor(d time.Duration) {
+	end := time.Now().Add(d)
+	x := 0
+	for time.Now().Before(end) {
+		for i := 0; i < 1000; i++ {
+			x += i
+		}
+	}
+	_ = x
+}

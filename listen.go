@@ -1,0 +1,139 @@
+package sockshare
+
+import (
+	"context"
+	"net"
+)
+
+// Listen announces on the local network address, like net.Listen. In a
+// worker, the master serves the address under its policy; elsewhere it is
+// net.Listen. network must be "tcp", "tcp4" or "tcp6".
+//
+// Errors in a worker name the address and the policy and wrap the cause:
+// errors.Is(err, syscall.EADDRINUSE) holds for a port in use. The master
+// survives a failed Listen, and a later Listen may retry.
+func Listen(network, address string) (net.Listener, error) {
+	var lc ListenConfig
+	return lc.Listen(context.Background(), network, address)
+}
+
+// ListenPacket announces on the local network address, like
+// net.ListenPacket. In a worker, every worker reads datagrams from a socket
+// the master bound (shared), or from its slot's socket of a reuseport group.
+// The result is a *net.UDPConn. network must be "udp", "udp4" or "udp6".
+// A connection policy (rr, leastconn) falls back to shared.
+func ListenPacket(network, address string) (net.PacketConn, error) {
+	var lc ListenConfig
+	return lc.ListenPacket(context.Background(), network, address)
+}
+
+// ListenConfig holds options for Listen and ListenPacket.
+type ListenConfig struct {
+	// Policy, if set, asks for this policy instead of the master's. An
+	// address already served under a different policy is an error
+	// wrapping ErrPolicyConflict. Ignored outside a worker.
+	Policy string
+}
+
+// Listen is like the package-level Listen, with ctx bounding the wait for
+// the master's answer.
+func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (net.Listener, error) {
+	if !isStreamNet(network) {
+		return nil, &net.OpError{Op: "listen", Net: network, Err: errNetwork(network, "tcp, tcp4 or tcp6 (use ListenPacket for udp)")}
+	}
+	if self == nil {
+		var nlc net.ListenConfig
+		return nlc.Listen(ctx, network, address)
+	}
+	return self.listen(ctx, network, address, lc.Policy)
+}
+
+// ListenPacket is like the package-level ListenPacket, with ctx bounding
+// the wait for the master's answer.
+func (lc *ListenConfig) ListenPacket(ctx context.Context, network, address string) (net.PacketConn, error) {
+	if !isPacketNet(network) {
+		return nil, &net.OpError{Op: "listen", Net: network, Err: errNetwork(network, "udp, udp4 or udp6 (use Listen for tcp)")}
+	}
+	if self == nil {
+		var nlc net.ListenConfig
+		return nlc.ListenPacket(ctx, network, address)
+	}
+	return self.listenPacket(ctx, network, address, lc.Policy)
+}
+
+func isStreamNet(n string) bool { return n == "tcp" || n == "tcp4" || n == "tcp6" }
+func isPacketNet(n string) bool { return n == "udp" || n == "udp4" || n == "udp6" }
+
+type networkError struct {
+	network, want string
+}
+
+func (e *networkError) Error() string {
+	return "sockshare: " + ErrNetwork.Error() + " " + quote(e.network) + " (want " + e.want + ")"
+}
+
+func (e *networkError) Unwrap() error { return ErrNetwork }
+
+func errNetwork(network, want string) error { return &networkError{network, want} }
+
+func quote(s string) string { return "\"" + s + "\"" }
+
+// IsWorker reports whether this process runs as a worker under a master.
+func IsWorker() bool { return self != nil }
+
+// WorkerID returns this worker's id (monotonic, never reused, from 1), or 0
+// outside a worker.
+func WorkerID() int {
+	if self == nil {
+		return 0
+	}
+	return self.id
+}
+
+// Slot returns this worker's stable slot index (0..Workers-1), or -1
+// outside a worker.
+func Slot() int {
+	if self == nil {
+		return -1
+	}
+	return self.slot
+}
+
+// Ready tells the master this worker is ready to serve. Without it the
+// first Listen served counts as ready. Outside a worker it does nothing.
+func Ready() error {
+	if self == nil {
+		return nil
+	}
+	return self.ready()
+}
+
+// Send sends payload to the master's Config.OnMessage. It returns
+// ErrNotWorker outside a worker.
+func Send(payload []byte) error {
+	if self == nil {
+		return ErrNotWorker
+	}
+	return self.sendUser(payload)
+}
+
+// HandleMessages sets the function that receives the master's messages
+// (Master.Send). It runs on the worker's IPC goroutine and must not block:
+// connection handoffs wait behind it. Messages that arrive before a
+// handler is set are dropped.
+func HandleMessages(h func(payload []byte)) {
+	if self == nil {
+		return
+	}
+	self.setHandler(h)
+}
+
+// MasterGone returns a channel closed when the connection to the master is
+// lost; the worker then terminates itself (SIGTERM, then SIGKILL after the
+// grace period). Outside a worker it returns nil.
+func MasterGone() <-chan struct{} {
+	if self == nil {
+		return nil
+	}
+	return self.gone
+}

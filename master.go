@@ -1,0 +1,417 @@
+//go:build unix
+
+package sockshare
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sockshare/sockshare/internal/ipc"
+	"github.com/sockshare/sockshare/passfd"
+	"github.com/sockshare/sockshare/policy"
+	"github.com/sockshare/sockshare/tcp"
+)
+
+// Master starts and supervises the workers and serves their Listen calls.
+// Build one with NewMaster and call Run.
+type Master struct {
+	cfg Config
+	pol policy.Name
+	log *slog.Logger
+
+	running atomic.Bool
+
+	mu        sync.Mutex
+	workers   map[int]*workerProc // live processes by id
+	slots     []*slotState
+	groups    map[groupKey]*group
+	groupByID map[uint32]*group
+	nextID    int
+	nextGroup uint32
+	stopping  bool
+
+	evmu sync.Mutex // serialises OnEvent
+
+	exits    chan *workerProc
+	restarts chan int
+	reloads  chan reloadReq
+}
+
+type slotState struct {
+	current  *workerProc
+	restarts int
+	delay    time.Duration
+	crashes  []time.Time
+	givenUp  bool
+	pending  bool // a restart is scheduled
+}
+
+// NewMaster validates cfg and returns a Master. Errors wrap ErrBadConfig
+// (and policy.ErrUnknownPolicy for a bad policy name).
+func NewMaster(cfg Config) (*Master, error) {
+	c, pol, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := platformCheck(); err != nil {
+		return nil, err
+	}
+	m := &Master{
+		cfg:       c,
+		pol:       pol,
+		log:       c.Logger,
+		workers:   make(map[int]*workerProc),
+		slots:     make([]*slotState, c.Workers),
+		groups:    make(map[groupKey]*group),
+		groupByID: make(map[uint32]*group),
+		exits:     make(chan *workerProc, c.Workers*2),
+		restarts:  make(chan int, c.Workers),
+		reloads:   make(chan reloadReq),
+	}
+	for i := range m.slots {
+		m.slots[i] = &slotState{delay: c.RestartDelay}
+	}
+	return m, nil
+}
+
+// platformCheck makes sure this OS gives us SOCK_SEQPACKET socketpairs
+// with descriptor passing.
+func platformCheck() error {
+	a, b, err := passfd.Socketpair()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnsupported, err)
+	}
+	a.Close()
+	b.Close()
+	return nil
+}
+
+// Policy is the policy the master serves addresses under.
+func (m *Master) Policy() policy.Name { return m.pol }
+
+// NumWorkers is the configured number of worker slots.
+func (m *Master) NumWorkers() int { return m.cfg.Workers }
+
+// Run starts the workers and supervises them until ctx ends, then shuts
+// down gracefully (see the package documentation) and returns nil. It
+// returns an error if the workers cannot be started, or ErrAllWorkersFailed
+// when every slot was given up. Run may be called once.
+func (m *Master) Run(ctx context.Context) error {
+	if !m.running.CompareAndSwap(false, true) {
+		return errors.New("sockshare: Master.Run called twice")
+	}
+	for slot := range m.slots {
+		if _, err := m.spawn(slot); err != nil {
+			m.shutdown()
+			return fmt.Errorf("sockshare: start worker for slot %d: %w", slot, err)
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			m.shutdown()
+			return nil
+		case w := <-m.exits:
+			m.onExit(w)
+			if m.allGivenUp() {
+				m.shutdown()
+				return ErrAllWorkersFailed
+			}
+		case slot := <-m.restarts:
+			m.restartSlot(slot)
+		case r := <-m.reloads:
+			go r.run(m)
+		}
+	}
+}
+
+func (m *Master) emit(e Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	m.evmu.Lock()
+	defer m.evmu.Unlock()
+	if m.cfg.OnEvent != nil {
+		m.cfg.OnEvent(e)
+	}
+}
+
+func (m *Master) workerEnv(id, slot int) []string {
+	env := make([]string, 0, len(m.cfg.Env)+6)
+	hasGOMAXPROCS := false
+	for _, kv := range m.cfg.Env {
+		if strings.HasPrefix(kv, envPrefix) {
+			continue // never let a marker through from our own environment
+		}
+		if strings.HasPrefix(kv, "GOMAXPROCS=") {
+			hasGOMAXPROCS = true
+		}
+		env = append(env, kv)
+	}
+	if !hasGOMAXPROCS && m.cfg.WorkerGOMAXPROCS > 0 {
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(m.cfg.WorkerGOMAXPROCS))
+	}
+	return append(env,
+		envWorkerID+"="+strconv.Itoa(id),
+		envSlot+"="+strconv.Itoa(slot),
+		envIPCFD+"=3",
+		envMasterPID+"="+strconv.Itoa(os.Getpid()),
+		envGrace+"="+m.cfg.ShutdownTimeout.String(),
+	)
+}
+
+// spawn starts a worker process for slot.
+func (m *Master) spawn(slot int) (*workerProc, error) {
+	local, remote, err := passfd.Socketpair()
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	m.nextID++
+	id := m.nextID
+	m.mu.Unlock()
+
+	cmd := exec.Command(m.cfg.Program, m.cfg.Args...)
+	cmd.Env = m.workerEnv(id, slot)
+	cmd.Dir = m.cfg.Dir
+	cmd.Stdout = m.cfg.Stdout
+	cmd.Stderr = m.cfg.Stderr
+	cmd.ExtraFiles = []*os.File{remote} // fd 3 in the child
+	cmd.SysProcAttr = workerSysProcAttr()
+	err = cmd.Start()
+	remote.Close()
+	if err != nil {
+		local.Close()
+		return nil, err
+	}
+	w := &workerProc{
+		m:       m,
+		id:      id,
+		slot:    slot,
+		pid:     cmd.Process.Pid,
+		cmd:     cmd,
+		conn:    local,
+		started: time.Now(),
+		state:   StateStarting,
+		members: make(map[uint32]*tcp.Member),
+		exited:  make(chan struct{}),
+		ipcDone: make(chan struct{}),
+		ready:   make(chan struct{}),
+	}
+	m.mu.Lock()
+	m.workers[id] = w
+	s := m.slots[slot]
+	s.current = w
+	s.pending = false
+	m.mu.Unlock()
+
+	m.log.Debug("worker started", "worker", id, "slot", slot, "pid", w.pid)
+	m.emit(Event{Type: EventFork, WorkerID: id, Slot: slot, PID: w.pid})
+	go w.readLoop()
+	go w.wait()
+	if m.cfg.ReadyTimeout > 0 {
+		go w.readyWatchdog(m.cfg.ReadyTimeout)
+	}
+	return w, nil
+}
+
+func (m *Master) onExit(w *workerProc) {
+	e := w.exitEvent
+	m.mu.Lock()
+	delete(m.workers, w.id)
+	s := m.slots[w.slot]
+	if s.current == w {
+		s.current = nil
+	}
+	stopping := m.stopping
+	crashed := !w.asked && !stopping
+	var restart bool
+	var delay time.Duration
+	var giveUp error
+	if crashed {
+		now := time.Now()
+		if now.Sub(w.started) >= m.cfg.StableAfter {
+			s.delay = m.cfg.RestartDelay
+			s.crashes = s.crashes[:0]
+		}
+		s.crashes = append(s.crashes, now)
+		keep := s.crashes[:0]
+		for _, t := range s.crashes {
+			if now.Sub(t) <= m.cfg.CrashWindow {
+				keep = append(keep, t)
+			}
+		}
+		s.crashes = keep
+		if len(s.crashes) >= m.cfg.MaxCrashes {
+			s.givenUp = true
+			giveUp = fmt.Errorf("slot %d crashed %d times within %v; giving up", w.slot, len(s.crashes), m.cfg.CrashWindow)
+		} else if s.current == nil && !s.pending {
+			restart = true
+			delay = s.delay
+			s.delay = min(s.delay*2, m.cfg.MaxRestartDelay)
+			s.pending = true
+		}
+	}
+	m.mu.Unlock()
+
+	if crashed {
+		m.log.Warn("worker crashed", "worker", w.id, "slot", w.slot, "pid", w.pid, "code", e.ExitCode, "signal", e.Signal, "err", e.Err)
+	}
+	m.emit(e)
+	if giveUp != nil {
+		m.log.Error("sockshare: "+giveUp.Error(), "slot", w.slot)
+		m.emit(Event{Type: EventGiveUp, WorkerID: w.id, Slot: w.slot, PID: w.pid, Err: giveUp})
+	}
+	if restart {
+		m.emit(Event{Type: EventRestart, WorkerID: w.id, Slot: w.slot, PID: w.pid, Delay: delay})
+		slot := w.slot
+		time.AfterFunc(delay, func() { m.restarts <- slot })
+	}
+}
+
+func (m *Master) restartSlot(slot int) {
+	m.mu.Lock()
+	s := m.slots[slot]
+	skip := m.stopping || s.givenUp || s.current != nil
+	if !skip {
+		s.restarts++
+	}
+	m.mu.Unlock()
+	if skip {
+		return
+	}
+	if _, err := m.spawn(slot); err != nil {
+		m.log.Error("sockshare: restart failed", "slot", slot, "err", err)
+		// Count it as a crash of a worker that never ran.
+		w := &workerProc{slot: slot, started: time.Now(), exited: make(chan struct{})}
+		w.exitEvent = Event{Type: EventExit, Slot: slot, ExitCode: -1, Err: err}
+		m.mu.Lock()
+		m.slots[slot].pending = false
+		m.mu.Unlock()
+		m.onExit(w)
+	}
+}
+
+func (m *Master) allGivenUp() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.slots {
+		if !s.givenUp {
+			return false
+		}
+	}
+	return true
+}
+
+// Workers returns a snapshot of the running workers, by slot then id.
+func (m *Master) Workers() []WorkerInfo {
+	m.mu.Lock()
+	ws := make([]*workerProc, 0, len(m.workers))
+	for _, w := range m.workers {
+		ws = append(ws, w)
+	}
+	restarts := make([]int, len(m.slots))
+	for i, s := range m.slots {
+		restarts[i] = s.restarts
+	}
+	m.mu.Unlock()
+	out := make([]WorkerInfo, 0, len(ws))
+	for _, w := range ws {
+		out = append(out, w.info(restarts[w.slot]))
+	}
+	sortWorkerInfo(out)
+	return out
+}
+
+// Send sends payload to the worker with the given id, which receives it
+// through HandleMessages. Payloads are bounded by ipc.MaxMessage.
+func (m *Master) Send(workerID int, payload []byte) error {
+	m.mu.Lock()
+	w := m.workers[workerID]
+	m.mu.Unlock()
+	if w == nil {
+		return fmt.Errorf("%w: %d", ErrUnknownWorker, workerID)
+	}
+	return w.send(&ipc.Msg{Type: ipc.User, Payload: payload}, nil)
+}
+
+// shutdown stops accepting, lets the workers drain within the deadline,
+// kills the rest and closes every socket.
+func (m *Master) shutdown() {
+	m.mu.Lock()
+	if m.stopping {
+		m.mu.Unlock()
+		return
+	}
+	m.stopping = true
+	var disps []*tcp.Dispatcher
+	for _, g := range m.groups {
+		if g.disp != nil {
+			disps = append(disps, g.disp)
+		}
+	}
+	m.mu.Unlock()
+
+	deadline := time.Now().Add(m.cfg.ShutdownTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+
+	// Stop accepting, then let the workers take what the master already
+	// accepted before they are told to go.
+	for _, d := range disps {
+		d.StopAccepting()
+	}
+	idleCtx, idleCancel := context.WithTimeout(ctx, m.cfg.ShutdownTimeout/2)
+	for _, d := range disps {
+		d.WaitIdle(idleCtx)
+	}
+	idleCancel()
+
+	m.mu.Lock()
+	ws := make([]*workerProc, 0, len(m.workers))
+	for _, w := range m.workers {
+		ws = append(ws, w)
+	}
+	m.mu.Unlock()
+	for _, w := range ws {
+		w.disconnect()
+	}
+	for _, w := range ws {
+		select {
+		case <-w.exited:
+		case <-ctx.Done():
+			m.log.Warn("sockshare: worker did not exit before the shutdown deadline; killing it", "worker", w.id, "pid", w.pid)
+			w.kill()
+			<-w.exited
+		}
+	}
+	// Drain exit notifications so their events are delivered.
+	for {
+		select {
+		case w := <-m.exits:
+			m.onExit(w)
+			continue
+		default:
+		}
+		break
+	}
+	m.mu.Lock()
+	groups := make([]*group, 0, len(m.groups))
+	for _, g := range m.groups {
+		groups = append(groups, g)
+	}
+	m.groups = map[groupKey]*group{}
+	m.mu.Unlock()
+	for _, g := range groups {
+		g.close()
+	}
+}

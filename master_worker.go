@@ -1,0 +1,313 @@
+//go:build unix
+
+package sockshare
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sockshare/sockshare/internal/ipc"
+	"github.com/sockshare/sockshare/passfd"
+	"github.com/sockshare/sockshare/tcp"
+)
+
+// workerProc is the master's view of one worker process.
+type workerProc struct {
+	m       *Master
+	id      int
+	slot    int
+	pid     int
+	cmd     *exec.Cmd
+	conn    *net.UnixConn
+	started time.Time
+
+	mu        sync.Mutex
+	state     WorkerState
+	asked     bool // the master asked for this exit
+	members   map[uint32]*tcp.Member
+	readyOnce sync.Once
+	protoErr  error
+
+	ready     chan struct{} // closed when the worker is ready
+	exited    chan struct{} // closed when the process has been waited for
+	ipcDone   chan struct{} // closed when the reader loop ended
+	exitEvent Event
+}
+
+func (w *workerProc) info(restarts int) WorkerInfo {
+	w.mu.Lock()
+	wi := WorkerInfo{ID: w.id, Slot: w.slot, PID: w.pid, State: w.state, Restarts: restarts, Started: w.started}
+	mems := make(map[uint32]*tcp.Member, len(w.members))
+	for k, v := range w.members {
+		mems[k] = v
+	}
+	w.mu.Unlock()
+	for lid, mem := range mems {
+		if g := w.m.groupOf(lid); g != nil && g.disp != nil {
+			st := g.disp.MemberStats(mem)
+			wi.Accepted += st.Taken
+			wi.Active += st.Active
+			wi.Inflight += st.Inflight
+		}
+	}
+	return wi
+}
+
+// groupOf returns the listen group with the given id, or nil.
+func (m *Master) groupOf(id uint32) *group {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.groupByID[id]
+}
+
+func (w *workerProc) setState(s WorkerState) {
+	w.mu.Lock()
+	if w.state < s || s == StateExited {
+		w.state = s
+	}
+	w.mu.Unlock()
+}
+
+// send encodes msg and sends it with fds (which stay the caller's).
+func (w *workerProc) send(msg *ipc.Msg, fds []int) error {
+	var buf [256]byte
+	b, err := ipc.Append(buf[:0], msg)
+	if err != nil {
+		return err
+	}
+	if err := passfd.Send(w.conn, b, fds); err != nil {
+		return fmt.Errorf("sockshare: send %v to worker %d: %w", msg.Type, w.id, err)
+	}
+	return nil
+}
+
+// SendConns implements tcp.Sink.
+func (w *workerProc) SendConns(ids []uint64, fds []int) error {
+	return w.send(&ipc.Msg{Type: ipc.Conns, IDs: ids}, fds)
+}
+
+// readLoop serves the worker's messages until EOF or a protocol error.
+// A protocol error kills that worker, never the master.
+func (w *workerProc) readLoop() {
+	defer close(w.ipcDone)
+	defer w.leaveGroups()
+	buf := make([]byte, ipc.MaxMessage+1)
+	for {
+		// Workers never send descriptors: maxFDs 0 makes passfd close
+		// any that arrive and report it.
+		n, fds, err := passfd.Recv(w.conn, buf, 0)
+		if err != nil {
+			passfd.CloseAll(fds)
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			w.protocolError(fmt.Errorf("ipc receive: %w", err))
+			return
+		}
+		msg, err := ipc.Decode(buf[:n])
+		if err != nil {
+			w.protocolError(err)
+			return
+		}
+		if err := w.handle(&msg); err != nil {
+			w.protocolError(err)
+			return
+		}
+	}
+}
+
+func (w *workerProc) protocolError(err error) {
+	w.mu.Lock()
+	if w.protoErr == nil {
+		w.protoErr = err
+	}
+	w.mu.Unlock()
+	w.m.log.Error("sockshare: worker broke the IPC protocol; killing it", "worker", w.id, "slot", w.slot, "pid", w.pid, "err", err)
+	w.conn.Close()
+	w.kill()
+}
+
+func (w *workerProc) handle(msg *ipc.Msg) error {
+	m := w.m
+	switch msg.Type {
+	case ipc.Hello:
+		if int(msg.PID) != w.pid {
+			return fmt.Errorf("hello from pid %d, expected %d", msg.PID, w.pid)
+		}
+		w.setState(StateOnline)
+		m.emit(Event{Type: EventOnline, WorkerID: w.id, Slot: w.slot, PID: w.pid})
+	case ipc.Listen:
+		m.serveListen(w, msg)
+	case ipc.Ready:
+		w.markReady()
+	case ipc.Ack:
+		w.ack(msg)
+	case ipc.ListenerClosed:
+		w.mu.Lock()
+		mem := w.members[msg.Listener]
+		w.mu.Unlock()
+		if g := m.groupOf(msg.Listener); g != nil && g.disp != nil && mem != nil {
+			g.disp.Drain(mem)
+		}
+	case ipc.User:
+		if m.cfg.OnMessage != nil {
+			m.cfg.OnMessage(w.id, msg.Payload)
+		}
+	default:
+		return fmt.Errorf("unexpected %v message from a worker", msg.Type)
+	}
+	return nil
+}
+
+// ack routes an acknowledgement to the dispatchers it concerns. Ids are
+// grouped by listener (their top bits).
+func (w *workerProc) ack(msg *ipc.Msg) {
+	type parts struct{ taken, returned, closed []uint64 }
+	byListener := map[uint32]*parts{}
+	get := func(id uint64) *parts {
+		l := ipc.ListenerOf(id)
+		p := byListener[l]
+		if p == nil {
+			p = &parts{}
+			byListener[l] = p
+		}
+		return p
+	}
+	for _, id := range msg.IDs {
+		p := get(id)
+		p.taken = append(p.taken, id)
+	}
+	for _, id := range msg.Returned {
+		p := get(id)
+		p.returned = append(p.returned, id)
+	}
+	for _, id := range msg.Closed {
+		p := get(id)
+		p.closed = append(p.closed, id)
+	}
+	for lid, p := range byListener {
+		w.mu.Lock()
+		mem := w.members[lid]
+		w.mu.Unlock()
+		g := w.m.groupOf(lid)
+		if mem == nil || g == nil || g.disp == nil {
+			continue
+		}
+		if unknown := g.disp.Ack(mem, p.taken, p.returned, p.closed); unknown > 0 {
+			w.m.log.Warn("sockshare: worker acknowledged connections it was not handed", "worker", w.id, "count", unknown)
+		}
+	}
+}
+
+func (w *workerProc) markReady() {
+	w.readyOnce.Do(func() {
+		w.setState(StateReady)
+		close(w.ready)
+		w.m.emit(Event{Type: EventReady, WorkerID: w.id, Slot: w.slot, PID: w.pid})
+	})
+}
+
+func (w *workerProc) readyWatchdog(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-w.ready:
+	case <-w.exited:
+	case <-t.C:
+		w.m.log.Error("sockshare: worker not ready in time; killing it", "worker", w.id, "slot", w.slot, "pid", w.pid, "timeout", d)
+		w.mu.Lock()
+		if w.protoErr == nil {
+			w.protoErr = fmt.Errorf("not ready within %v", d)
+		}
+		w.mu.Unlock()
+		w.kill()
+	}
+}
+
+// leaveGroups takes the worker out of every dispatcher: its unacknowledged
+// connections go to the other workers.
+func (w *workerProc) leaveGroups() {
+	w.mu.Lock()
+	mem := w.members
+	w.members = map[uint32]*tcp.Member{}
+	w.mu.Unlock()
+	for lid, mm := range mem {
+		if g := w.m.groupOf(lid); g != nil && g.disp != nil {
+			g.disp.Remove(mm)
+		}
+	}
+}
+
+// wait reaps the process and reports its exit to the supervisor.
+func (w *workerProc) wait() {
+	err := w.cmd.Wait()
+	w.conn.Close()
+	<-w.ipcDone
+	w.setState(StateExited)
+	e := Event{Type: EventExit, WorkerID: w.id, Slot: w.slot, PID: w.pid, ExitCode: -1}
+	if ps := w.cmd.ProcessState; ps != nil {
+		e.ExitCode = ps.ExitCode()
+		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			e.Signal = ws.Signal()
+		}
+	} else if err != nil {
+		e.Err = err
+	}
+	w.mu.Lock()
+	e.Asked = w.asked
+	if w.protoErr != nil {
+		e.Err = w.protoErr
+	}
+	w.mu.Unlock()
+	w.exitEvent = e
+	close(w.exited)
+	w.m.exits <- w
+}
+
+// disconnect asks the worker to drain and exit: the master stops handing it
+// connections and sends SIGTERM.
+func (w *workerProc) disconnect() {
+	w.mu.Lock()
+	w.asked = true
+	already := w.state == StateDisconnecting || w.state == StateExited
+	if !already {
+		w.state = StateDisconnecting
+	}
+	mem := make(map[uint32]*tcp.Member, len(w.members))
+	for k, v := range w.members {
+		mem[k] = v
+	}
+	w.mu.Unlock()
+	if already {
+		return
+	}
+	for lid, mm := range mem {
+		if g := w.m.groupOf(lid); g != nil && g.disp != nil {
+			g.disp.Drain(mm)
+		}
+	}
+	w.m.emit(Event{Type: EventDisconnect, WorkerID: w.id, Slot: w.slot, PID: w.pid})
+	w.cmd.Process.Signal(syscall.SIGTERM)
+}
+
+func (w *workerProc) kill() {
+	if w.cmd != nil && w.cmd.Process != nil {
+		w.cmd.Process.Kill()
+	}
+}
+
+func sortWorkerInfo(ws []WorkerInfo) {
+	slices.SortFunc(ws, func(a, b WorkerInfo) int {
+		if a.Slot != b.Slot {
+			return a.Slot - b.Slot
+		}
+		return a.ID - b.ID
+	})
+}

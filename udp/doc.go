@@ -1,0 +1,11 @@
+// Package udp holds the UDP backends of sockshare. A datagram socket has no
+// accept, so a UDP address is always served by handle sharing: either one
+// socket that every worker reads (shared, the default), or one SO_REUSEPORT
+// socket per worker slot (reuseport), where the kernel hashes each flow's
+// 4-tuple to one socket. With steering, a classic BPF program attached to
+// the group spreads datagrams evenly over the slots, one flow included, at
+// the cost of flow affinity (Linux only).
+//
+// The master owns every socket; a worker gets a duplicate, so a replacement
+// worker in a slot inherits the datagrams queued on that slot's socket.
+package udp
