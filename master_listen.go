@@ -84,9 +84,17 @@ func isPacket(network string) bool {
 // worker, reply. Runs on the worker's reader goroutine.
 func (m *Master) serveListen(w *workerProc, req *ipc.Msg) {
 	reply := ipc.Msg{Type: ipc.ListenReply, Seq: req.Seq, Network: req.Network}
-	g, err := m.groupFor(w, req)
+	g, pol, err := m.groupFor(w, req)
 	if err != nil {
-		reply.Err = err.Error()
+		reply.Policy = string(pol)
+		// The worker's error names the network, address and policy
+		// itself: send the cause ("bind: address already in use").
+		cause := err
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Err != nil {
+			cause = oe.Err
+		}
+		reply.Err = cause.Error()
 		var errno syscall.Errno
 		if errors.As(err, &errno) {
 			reply.Errno = uint32(errno)
@@ -144,12 +152,12 @@ func (m *Master) serveListen(w *workerProc, req *ipc.Msg) {
 
 // groupFor finds or opens the group for a Listen request. Bind errors are
 // returned, not remembered: a later Listen tries again.
-func (m *Master) groupFor(w *workerProc, req *ipc.Msg) (*group, error) {
+func (m *Master) groupFor(w *workerProc, req *ipc.Msg) (*group, policy.Name, error) {
 	pol := m.pol
 	if req.Policy != "" {
 		p, err := policy.Parse(req.Policy)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		pol = p
 	}
@@ -161,20 +169,20 @@ func (m *Master) groupFor(w *workerProc, req *ipc.Msg) (*group, error) {
 		pol, fb = pol.ForPacket()
 		fellBack = fb
 	default:
-		return nil, fmt.Errorf("%w %q (want tcp, tcp4, tcp6, udp, udp4 or udp6)", ErrNetwork, req.Network)
+		return nil, pol, fmt.Errorf("%w %q (want tcp, tcp4, tcp6, udp, udp4 or udp6)", ErrNetwork, req.Network)
 	}
 	key := groupKey{network: req.Network, addr: req.Addr, nth: req.Nth}
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.stopping {
-		return nil, errors.New("master is shutting down")
+		return nil, pol, errors.New("master is shutting down")
 	}
 	if g := m.groups[key]; g != nil {
 		if g.policy != pol {
-			return nil, fmt.Errorf("%w: %s %s is served under %q, not %q", ErrPolicyConflict, req.Network, req.Addr, g.policy, pol)
+			return nil, pol, fmt.Errorf("%w: %s %s is served under %q, not %q", ErrPolicyConflict, req.Network, req.Addr, g.policy, pol)
 		}
-		return g, nil
+		return g, pol, nil
 	}
 	m.nextGroup++
 	g := &group{id: m.nextGroup, key: key, policy: pol, fellBack: fellBack}
@@ -185,7 +193,7 @@ func (m *Master) groupFor(w *workerProc, req *ipc.Msg) (*group, error) {
 		err = m.openPacket(g, req.Network, req.Addr)
 	}
 	if err != nil {
-		return nil, err
+		return nil, pol, err
 	}
 	m.groups[key] = g
 	m.groupByID[g.id] = g
@@ -195,7 +203,7 @@ func (m *Master) groupFor(w *workerProc, req *ipc.Msg) (*group, error) {
 			Err: fmt.Errorf("policy %q does not apply to %s; using %q", m.pol, req.Network, pol)}
 		go m.emit(e) // m.mu is held here
 	}
-	return g, nil
+	return g, pol, nil
 }
 
 func (m *Master) openStream(g *group, network, address string) error {
