@@ -142,6 +142,15 @@ func (w *workerState) readLoop() {
 	buf := make([]byte, ipc.MaxMessage+1)
 	for {
 		n, fds, err := passfd.Recv(w.conn, buf, ipc.MaxFDs)
+		if errors.Is(err, passfd.ErrTruncated) && n > 0 {
+			// The kernel dropped the fds (RLIMIT_NOFILE): hand the
+			// connections back; the master still holds them and gives
+			// them to another worker.
+			if msg, derr := ipc.Decode(buf[:n]); derr == nil && msg.Type == ipc.Conns {
+				w.acks.returned(msg.IDs)
+				continue
+			}
+		}
 		if err != nil {
 			passfd.CloseAll(fds)
 			w.masterLost()

@@ -49,8 +49,11 @@ func TestTruncatedByRlimit(t *testing.T) {
 	if !errors.Is(err, ErrTruncated) {
 		t.Fatalf("Recv at RLIMIT_NOFILE: %v, want ErrTruncated", err)
 	}
-	if n != 0 || got != nil {
-		t.Errorf("Recv returned n=%d fds=%v with an error", n, got)
+	if got != nil {
+		t.Errorf("Recv returned fds=%v with an error", got)
+	}
+	if n != 1 {
+		t.Errorf("Recv at RLIMIT_NOFILE returned n=%d; want the 1-byte payload with the error", n)
 	}
 	roundTrip(t, a, b, "next", w)
 }

@@ -193,15 +193,32 @@ func TestTruncatedByMaxFDs(t *testing.T) {
 			checkNoLeak(t)
 			a, b := pair(t)
 			done := sendAsync(a, []byte("too many"), w[:tc.sent])
-			n, fds, err := Recv(b, make([]byte, 64), tc.maxFDs)
+			buf := make([]byte, 64)
+			n, fds, err := Recv(b, buf, tc.maxFDs)
 			if serr := <-done; serr != nil {
 				t.Fatalf("Send: %v", serr)
 			}
 			if !errors.Is(err, ErrTruncated) {
 				t.Fatalf("Recv: %v, want ErrTruncated", err)
 			}
-			if n != 0 || fds != nil {
-				t.Errorf("Recv returned n=%d fds=%v with an error", n, fds)
+			if fds != nil {
+				t.Errorf("Recv returned fds=%v with an error", fds)
+			}
+			// When the failure is in the last datagram, the one with the
+			// payload, the payload comes back with the error so the
+			// receiver can say which message lost its fds; a failure in
+			// an earlier datagram discards the whole message.
+			last := (tc.sent + MaxFDsPerMessage - 1) / MaxFDsPerMessage
+			failing := 1
+			for min(failing*MaxFDsPerMessage, tc.sent) <= tc.maxFDs {
+				failing++
+			}
+			wantN := 0
+			if failing == last {
+				wantN = len("too many")
+			}
+			if n != wantN || string(buf[:n]) != "too many"[:wantN] {
+				t.Errorf("Recv returned n=%d payload %q with ErrTruncated; want n=%d", n, buf[:n], wantN)
 			}
 			// Recv read the whole message: the next one arrives intact.
 			roundTrip(t, a, b, "next", w[:1])

@@ -268,6 +268,12 @@ func Recv(c *net.UnixConn, buf []byte, maxFDs int) (n int, fds []int, err error)
 		if err := checkDatagram(hdr, first, dn, flags, len(got)-start, len(got), maxFDs, perr); err != nil {
 			if hdr&frameMore != 0 {
 				drain(c, mb)
+				return 0, nil, err
+			}
+			if errors.Is(err, ErrTruncated) && flags&unix.MSG_TRUNC == 0 {
+				// The payload arrived whole; return it so the caller can
+				// tell its peer which message lost its fds.
+				return copy(buf, mb.data[1:dn]), nil, err
 			}
 			return 0, nil, err
 		}
