@@ -79,6 +79,9 @@ type Config struct {
 	// Defaults 5 and 60s.
 	MaxCrashes  int
 	CrashWindow time.Duration
+	// ReloadParallel is how many slots Reload replaces at a time.
+	// Default 1.
+	ReloadParallel int
 	// ReadyTimeout bounds the time from start to readiness (Ready, or the
 	// first Listen served); a worker that misses it is killed and counted
 	// as a crash. Default 30s; negative disables it.

@@ -68,16 +68,7 @@ func serveHTTP(ctx context.Context, ln net.Listener) int {
 		io.WriteString(w, "hello from worker "+id+"\n")
 	})
 	srv := &http.Server{Handler: mux}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	select {
-	case <-done:
-		return 1
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if srv.Shutdown(sctx) != nil {
+	if err := sockshare.ServeHTTP(ctx, srv, ln, 20*time.Second); err != nil {
 		return 1
 	}
 	return 0
@@ -320,3 +311,5 @@ func openFDs(t *testing.T) int {
 }
 
 var errTimeout = errors.New("timeout")
+
+func dialTCP(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, 5*time.Second) }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,7 +40,8 @@ type Master struct {
 	nextGroup uint32
 	stopping  bool
 
-	evmu sync.Mutex // serialises OnEvent
+	evmu     sync.Mutex // serialises OnEvent
+	reloadMu sync.Mutex // one reload at a time
 
 	exits    chan *workerProc
 	restarts chan int
@@ -414,4 +416,27 @@ func (m *Master) shutdown() {
 	for _, g := range groups {
 		g.close()
 	}
+}
+
+// Listeners returns a snapshot of every address the master serves.
+func (m *Master) Listeners() []ListenerInfo {
+	m.mu.Lock()
+	gs := make([]*group, 0, len(m.groups))
+	for _, g := range m.groups {
+		gs = append(gs, g)
+	}
+	m.mu.Unlock()
+	out := make([]ListenerInfo, 0, len(gs))
+	for _, g := range gs {
+		li := ListenerInfo{Network: g.key.network, Addr: g.addr.String(), Policy: g.policy}
+		if g.disp != nil {
+			s := g.disp.Stats()
+			li.Accepted, li.Taken, li.Returned = s.Accepted, s.Taken, s.Returned
+			li.Redispatched, li.Dropped = s.Redispatched, s.Dropped
+			li.Pending, li.Inflight = s.Pending, s.Inflight
+		}
+		out = append(out, li)
+	}
+	slices.SortFunc(out, func(a, b ListenerInfo) int { return strings.Compare(a.Addr, b.Addr) })
+	return out
 }

@@ -37,3 +37,9 @@ func (m *Master) Policy() policy.Name { return "" }
 
 // NumWorkers returns 0.
 func (m *Master) NumWorkers() int { return 0 }
+
+// Disconnect returns ErrUnsupported.
+func (m *Master) Disconnect(context.Context, int) error { return ErrUnsupported }
+
+// Listeners returns nil.
+func (m *Master) Listeners() []ListenerInfo { return nil }

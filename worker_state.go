@@ -1,6 +1,10 @@
 package sockshare
 
-import "time"
+import (
+	"time"
+
+	"github.com/sockshare/sockshare/policy"
+)
 
 // WorkerState is where a worker is in its life.
 type WorkerState int
@@ -44,4 +48,21 @@ type WorkerInfo struct {
 	Inflight int    // connections handed, not yet taken (rr, leastconn)
 	Restarts int    // restarts of this slot so far
 	Started  time.Time
+}
+
+// ListenerInfo is a snapshot of one shared address, from Master.Listeners.
+// The counters are those of the master's dispatcher, so they are zero under
+// shared and reuseport, where workers accept for themselves.
+type ListenerInfo struct {
+	Network string
+	Addr    string
+	Policy  policy.Name
+
+	Accepted     uint64 // connections the master accepted
+	Taken        uint64 // connections a worker's Accept returned
+	Returned     uint64 // connections a worker handed back unserved
+	Redispatched uint64 // connections handed again (worker died or handed back)
+	Dropped      uint64 // connections closed unserved at shutdown
+	Pending      int    // waiting for room in a worker's window
+	Inflight     int    // handed, not yet taken
 }

@@ -157,19 +157,9 @@ func worker(o options) int {
 	}
 	id := strconv.Itoa(sockshare.WorkerID())
 	srv := &http.Server{Handler: handler(id), ReadHeaderTimeout: 10 * time.Second}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return 1
-		}
-		return 0
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	// ServeHTTP, unlike a bare srv.Shutdown, answers every connection the
+	// listener already accepted: reloads and shutdowns drop nothing.
+	if err := sockshare.ServeHTTP(ctx, srv, ln, 30*time.Second); err != nil {
 		return 1
 	}
 	return 0
