@@ -43,9 +43,12 @@ type Master struct {
 	evmu     sync.Mutex // serialises OnEvent
 	reloadMu sync.Mutex // one reload at a time
 
-	exits    chan *workerProc
+	exitQ    []*workerProc // exited workers not yet handled, guarded by mu
+	exitKick chan struct{} // signalled when exitQ grows
 	restarts chan int
 	reloads  chan reloadReq
+	done     chan struct{} // closed when Run returns
+	spawning sync.WaitGroup
 }
 
 type slotState struct {
@@ -75,7 +78,8 @@ func NewMaster(cfg Config) (*Master, error) {
 		slots:     make([]*slotState, c.Workers),
 		groups:    make(map[groupKey]*group),
 		groupByID: make(map[uint32]*group),
-		exits:     make(chan *workerProc, c.Workers*2),
+		exitKick:  make(chan struct{}, 1),
+		done:      make(chan struct{}),
 		restarts:  make(chan int, c.Workers),
 		reloads:   make(chan reloadReq),
 	}
@@ -111,6 +115,7 @@ func (m *Master) Run(ctx context.Context) error {
 	if !m.running.CompareAndSwap(false, true) {
 		return errors.New("sockshare: Master.Run called twice")
 	}
+	defer close(m.done)
 	for slot := range m.slots {
 		if _, err := m.spawn(slot); err != nil {
 			m.shutdown()
@@ -122,8 +127,10 @@ func (m *Master) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			m.shutdown()
 			return nil
-		case w := <-m.exits:
-			m.onExit(w)
+		case <-m.exitKick:
+			for _, w := range m.takeExits() {
+				m.onExit(w)
+			}
 			if m.allGivenUp() {
 				m.shutdown()
 				return ErrAllWorkersFailed
@@ -171,16 +178,48 @@ func (m *Master) workerEnv(id, slot int) []string {
 	)
 }
 
-// spawn starts a worker process for slot.
+// pushExit queues an exited worker for the supervisor. Unbounded, but it
+// never holds more than the workers that were alive.
+func (m *Master) pushExit(w *workerProc) {
+	m.mu.Lock()
+	m.exitQ = append(m.exitQ, w)
+	m.mu.Unlock()
+	select {
+	case m.exitKick <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Master) takeExits() []*workerProc {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	q := m.exitQ
+	m.exitQ = nil
+	return q
+}
+
+// errStopping is returned by spawn once shutdown has begun.
+var errStopping = errors.New("the master is shutting down")
+
+// spawn starts a worker process for slot. It refuses once shutdown has
+// begun, and shutdown waits for spawns in progress, so no worker can start
+// behind shutdown's back.
 func (m *Master) spawn(slot int) (*workerProc, error) {
+	m.mu.Lock()
+	if m.stopping {
+		m.mu.Unlock()
+		return nil, errStopping
+	}
+	m.spawning.Add(1)
+	m.nextID++
+	id := m.nextID
+	m.mu.Unlock()
+	defer m.spawning.Done()
+
 	local, remote, err := passfd.Socketpair()
 	if err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	m.nextID++
-	id := m.nextID
-	m.mu.Unlock()
 
 	cmd := exec.Command(m.cfg.Program, m.cfg.Args...)
 	cmd.Env = m.workerEnv(id, slot)
@@ -292,6 +331,9 @@ func (m *Master) restartSlot(slot int) {
 		return
 	}
 	if _, err := m.spawn(slot); err != nil {
+		if errors.Is(err, errStopping) {
+			return
+		}
 		m.log.Error("sockshare: restart failed", "slot", slot, "err", err)
 		// Count it as a crash of a worker that never ran.
 		w := &workerProc{slot: slot, started: time.Now(), exited: make(chan struct{})}
@@ -355,6 +397,9 @@ func (m *Master) shutdown() {
 		return
 	}
 	m.stopping = true
+	m.mu.Unlock()
+	m.spawning.Wait() // no worker starts after this point
+	m.mu.Lock()
 	var disps []*tcp.Dispatcher
 	for _, g := range m.groups {
 		if g.disp != nil {
@@ -396,15 +441,9 @@ func (m *Master) shutdown() {
 			<-w.exited
 		}
 	}
-	// Drain exit notifications so their events are delivered.
-	for {
-		select {
-		case w := <-m.exits:
-			m.onExit(w)
-			continue
-		default:
-		}
-		break
+	// Every worker has exited and queued itself: deliver their events.
+	for _, w := range m.takeExits() {
+		m.onExit(w)
 	}
 	m.mu.Lock()
 	groups := make([]*group, 0, len(m.groups))

@@ -267,8 +267,8 @@ func (w *workerProc) wait() {
 	}
 	w.mu.Unlock()
 	w.exitEvent = e
+	w.m.pushExit(w) // before exited closes: shutdown relies on the order
 	close(w.exited)
-	w.m.exits <- w
 }
 
 // disconnect asks the worker to drain and exit: the master stops handing it

@@ -39,6 +39,8 @@ func (m *Master) Reload(ctx context.Context) error {
 	r := reloadReq{ctx: ctx, done: make(chan error, 1)}
 	select {
 	case m.reloads <- r:
+	case <-m.done:
+		return errors.New("sockshare: Reload: the master has stopped")
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -79,7 +81,7 @@ func (m *Master) replaceSlot(ctx context.Context, slot int) error {
 	m.mu.Lock()
 	if m.stopping {
 		m.mu.Unlock()
-		return errors.New("the master is shutting down")
+		return errStopping
 	}
 	s := m.slots[slot]
 	old := s.current

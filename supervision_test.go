@@ -246,3 +246,47 @@ func TestPendingQueueBounded(t *testing.T) {
 		t.Fatalf("the master accepted %d connections with every worker stalled; bound is %d", li.Accepted, maxPending+2*window+64)
 	}
 }
+
+// TestShutdownDuringReloadLeavesNoWorker: cancelling Run while a reload
+// starts replacements leaves no process behind, and Reload afterwards
+// fails at once instead of hanging.
+func TestShutdownDuringReloadLeavesNoWorker(t *testing.T) {
+	c := startCluster(t, sockshare.Config{Workers: 2, Policy: "rr"}, "http")
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- c.m.Reload(context.Background()) }()
+	// Shut down as soon as the first replacement is forked.
+	c.waitFor("a replacement fork", 20*time.Second, func(evs []sockshare.Event, _ []string) bool {
+		for _, e := range evs {
+			if e.Type == sockshare.EventFork && e.WorkerID > 2 {
+				return true
+			}
+		}
+		return false
+	})
+	c.stop()
+	select {
+	case <-reloaded:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Reload still running 20s after the master stopped")
+	}
+	c.mu.Lock()
+	var pids []int
+	for _, e := range c.events {
+		if e.Type == sockshare.EventFork {
+			pids = append(pids, e.PID)
+		}
+	}
+	c.mu.Unlock()
+	for _, pid := range pids {
+		// Workers are our children: reaped by the master, so kill(0)
+		// fails once they are gone.
+		if err := syscall.Kill(pid, 0); err == nil {
+			t.Errorf("worker pid %d alive after Run returned", pid)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.m.Reload(ctx); err == nil || ctx.Err() != nil {
+		t.Fatalf("Reload after Run returned: %v (ctx %v); want an immediate error", err, ctx.Err())
+	}
+}
