@@ -248,16 +248,22 @@ func TestWorkerKilledUnderLoad(t *testing.T) {
 	}
 	<-started
 	victim := c.m.Workers()[0]
+	killed := time.Now()
 	syscall.Kill(victim.PID, syscall.SIGKILL)
 	// Keep the load on until the slot is back and has served.
+	var back time.Time
 	c.waitFor("the slot to restart", 10*time.Second, func(evs []sockshare.Event, _ []string) bool {
 		for _, e := range evs {
 			if e.Type == sockshare.EventListening && e.Slot == victim.Slot && e.WorkerID != victim.ID {
+				back = e.Time
 				return true
 			}
 		}
 		return false
 	})
+	if d := back.Sub(killed); d > time.Second {
+		t.Errorf("slot %d came back after %v; want within 1s", victim.Slot, d)
+	}
 	close(stop)
 	wg.Wait()
 	var failed int
@@ -271,6 +277,9 @@ func TestWorkerKilledUnderLoad(t *testing.T) {
 	}
 	if failed > conc {
 		t.Fatalf("%d of %d requests failed; at most %d (the killed worker's in-flight) may", failed, len(all), conc)
+	}
+	if li := c.m.Listeners()[0]; li.Dropped != 0 {
+		t.Fatalf("the master dropped %d connections it had accepted: %+v", li.Dropped, li)
 	}
 	t.Logf("%d requests, %d failed (in flight on the killed worker)", len(all), failed)
 }
