@@ -1,0 +1,282 @@
+// Command compare measures the fairness and throughput of every sockshare
+// policy side by side, on this machine.
+//
+//	go run ./cmd/compare [-workers N] [-policies shared,rr,leastconn,reuseport]
+//	    [-workload short,keepalive,slow] [-c 64] [-duration 5s] [-reps 3]
+//	    [-rate R] [-gomaxprocs N[,N...]] [-udp-steering] [-seed N] [-timeout 5s]
+//	    [-json] [-chart FILE.svg|FILE.png]
+//
+// For every repetition, workload and policy (policies interleaved: ABCD
+// ABCD ...) it starts a fresh Master through the public API, whose workers
+// are this same binary re-run as HTTP/1.1 servers on 127.0.0.1:0 that name
+// themselves in X-Worker. It waits until every worker listens, then drives
+// the address from a separate load-generator process (this binary again)
+// that speaks HTTP/1.1 by hand over raw TCP:
+//
+//   - short: one request per connection (Connection: close);
+//   - keepalive: -c persistent connections;
+//   - slow: keep-alive, where a seeded PRNG makes 5% of requests sleep
+//     20 ms and 1% spin 5 ms of CPU in the worker;
+//   - udp: the workers echo datagrams instead (ListenPacket); -c flows,
+//     each a connected socket with one datagram in flight;
+//   - udp1: one flow with -c datagrams in flight, which SO_REUSEPORT's
+//     hash sends to one worker unless -udp-steering attaches the cBPF
+//     program. rr and leastconn fall back to shared on UDP, and the report
+//     says so ("rr→shared").
+//
+// With -rate R the arrivals of the HTTP workloads are open loop at R
+// requests/s over the -c connections, and latency counts from each
+// request's scheduled time, so queueing shows.
+//
+// It reports requests, errors by kind, requests/s and latency percentiles;
+// per worker the requests and connections it served (by X-Worker) and its
+// CPU time from /proc; over the per-worker request counts Jain's index
+// (Σx)²/(n·Σx²), max/min and the coefficient of variation; for reuseport
+// the binomial expectation of the spread. Medians across repetitions are
+// quoted with their min–max, because on a shared machine only figures from
+// one interleaved run compare.
+//
+// The master runs inside this process; its CPU time is this process's
+// getrusage during the load (the rest of this process only waits then).
+// The load generator's CPU is reported apart, so one can see whether it
+// was the bottleneck.
+//
+// Workers get GOMAXPROCS from -gomaxprocs through Config.WorkerGOMAXPROCS
+// (0: the library's default, max(1, NumCPU/workers); -1: Go's default);
+// a GOMAXPROCS in this process's environment is not passed on to them.
+// Several values (-gomaxprocs 0,-1) are compared like policies, every
+// setting in every repetition.
+//
+// Bad flags print one line on stderr and exit with status 2.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sockshare/sockshare"
+	"github.com/sockshare/sockshare/policy"
+)
+
+func main() {
+	if sockshare.IsWorker() {
+		os.Exit(serve())
+	}
+	if spec, ok := os.LookupEnv(envLoad); ok {
+		os.Exit(loadMain(spec))
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+var workloadNames = []string{"short", "keepalive", "slow", "udp", "udp1"}
+
+type options struct {
+	workers     int
+	policies    []policy.Name
+	workloads   []string
+	conns       int
+	duration    time.Duration
+	reps        int
+	rate        float64
+	gomaxprocs  []int
+	udpSteering bool
+	json        bool
+	chart       string
+	seed        uint64
+	timeout     time.Duration
+}
+
+// parseFlags returns the options, or an error of one line.
+func parseFlags(args []string) (*options, error) {
+	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	o := &options{}
+	var pols, loads string
+	fs.IntVar(&o.workers, "workers", runtime.NumCPU(), "worker processes per master")
+	fs.StringVar(&pols, "policies", joinNames(policy.Names()), "comma-separated policies to compare")
+	fs.StringVar(&loads, "workload", "short,keepalive,slow", "comma-separated workloads: short, keepalive, slow, udp (c flows), udp1 (one flow, c in flight)")
+	fs.IntVar(&o.conns, "c", 64, "concurrent connections of the load generator")
+	fs.DurationVar(&o.duration, "duration", 5*time.Second, "load duration of each run")
+	fs.IntVar(&o.reps, "reps", 3, "repetitions, interleaved across policies")
+	fs.Float64Var(&o.rate, "rate", 0, "open-loop arrivals in requests/s (0: closed loop)")
+	gmp := fs.String("gomaxprocs", "0", "workers' GOMAXPROCS: 0 library default max(1,NumCPU/workers), -1 Go default, N; a list compares them")
+	fs.BoolVar(&o.udpSteering, "udp-steering", false, "reuseport UDP: spread datagrams with the cBPF program (Config.UDPSteering)")
+	fs.BoolVar(&o.json, "json", false, "print JSON instead of the table")
+	fs.StringVar(&o.chart, "chart", "", "also draw the per-worker distribution into FILE.svg or FILE.png")
+	fs.Uint64Var(&o.seed, "seed", 1, "seed of the slow workload's PRNG")
+	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "per-request timeout of the load generator")
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.workers < 1 || o.workers > sockshare.MaxWorkers {
+		return nil, fmt.Errorf("-workers must be between 1 and %d, got %d", sockshare.MaxWorkers, o.workers)
+	}
+	if o.conns < 1 || o.conns > 10_000 {
+		return nil, fmt.Errorf("-c must be between 1 and 10000, got %d", o.conns)
+	}
+	if o.reps < 1 {
+		return nil, fmt.Errorf("-reps must be at least 1, got %d", o.reps)
+	}
+	if o.duration <= 0 || o.duration > time.Hour {
+		return nil, fmt.Errorf("-duration must be positive and at most 1h, got %v", o.duration)
+	}
+	if o.timeout <= 0 {
+		return nil, fmt.Errorf("-timeout must be positive, got %v", o.timeout)
+	}
+	if o.rate < 0 || o.rate > 1e7 {
+		return nil, fmt.Errorf("-rate must be between 0 and 1e7 requests/s, got %v", o.rate)
+	}
+	for _, s := range splitList(*gmp) {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < -1 || n > 4096 {
+			return nil, fmt.Errorf("-gomaxprocs: want -1 (Go default), 0 (library default) or a positive number, got %q", s)
+		}
+		if !slices.Contains(o.gomaxprocs, n) {
+			o.gomaxprocs = append(o.gomaxprocs, n)
+		}
+	}
+	if len(o.gomaxprocs) == 0 {
+		return nil, errors.New("-gomaxprocs: no value given")
+	}
+	if o.chart != "" {
+		switch strings.ToLower(filepath.Ext(o.chart)) {
+		case ".svg", ".png":
+		default:
+			return nil, fmt.Errorf("-chart %q: want a .svg or .png file name", o.chart)
+		}
+	}
+	for _, s := range splitList(pols) {
+		p, err := policy.Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("-policies: %w", err)
+		}
+		if !slices.Contains(o.policies, p) {
+			o.policies = append(o.policies, p)
+		}
+	}
+	if len(o.policies) == 0 {
+		return nil, errors.New("-policies: no policy given")
+	}
+	for _, s := range splitList(loads) {
+		s = strings.ToLower(s)
+		if !slices.Contains(workloadNames, s) {
+			return nil, fmt.Errorf("-workload: unknown workload %q (valid: %s)", s, strings.Join(workloadNames, ", "))
+		}
+		if !slices.Contains(o.workloads, s) {
+			o.workloads = append(o.workloads, s)
+		}
+	}
+	if len(o.workloads) == 0 {
+		return nil, errors.New("-workload: no workload given")
+	}
+	if o.rate > 0 && slices.ContainsFunc(o.workloads, isUDP) {
+		return nil, errors.New("-rate applies to the HTTP workloads (short, keepalive, slow), not udp")
+	}
+	return o, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func joinNames(ns []policy.Name) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = string(n)
+	}
+	return strings.Join(s, ",")
+}
+
+const usage = `usage: compare [-workers N] [-policies shared,rr,leastconn,reuseport] [-workload short,keepalive,slow]
+               [-c 64] [-duration 5s] [-reps 3] [-rate R] [-gomaxprocs N[,N...]] [-seed N] [-timeout 5s]
+               [-udp-steering] [-json] [-chart FILE.svg|FILE.png]
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stderr, usage)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "compare: %v\n", err)
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	mach := readMachine()
+	prog := newProgress(stderr, len(o.workloads)*len(o.gomaxprocs)*len(o.policies)*o.reps)
+	var runs []*runResult
+	for rep := 1; rep <= o.reps; rep++ {
+		for _, wl := range o.workloads {
+			for _, gmp := range o.gomaxprocs {
+				for _, pol := range o.policies {
+					prog.start(rep, o.reps, wl, pol, gmp)
+					r, err := runOne(ctx, o, pol, wl, gmp, rep)
+					if err != nil {
+						prog.clear()
+						if ctx.Err() != nil {
+							fmt.Fprintln(stderr, "compare: interrupted")
+							return 1
+						}
+						fmt.Fprintf(stderr, "compare: %v\n", err)
+						return 1
+					}
+					prog.done(r)
+					runs = append(runs, r)
+				}
+			}
+		}
+	}
+	prog.clear()
+	mach.finish(runs)
+
+	rep := buildReport(o, mach, runs)
+	if o.json {
+		if err := writeJSON(stdout, rep); err != nil {
+			fmt.Fprintf(stderr, "compare: %v\n", err)
+			return 1
+		}
+	} else {
+		writeText(stdout, o, rep)
+	}
+	if o.chart != "" {
+		if err := writeChart(o.chart, rep); err != nil {
+			fmt.Fprintf(stderr, "compare: chart: %v\n", err)
+			return 1
+		}
+		msgOut := stdout
+		if o.json {
+			msgOut = stderr
+		}
+		fmt.Fprintf(msgOut, "chart written to %s\n", o.chart)
+	}
+	return 0
+}
