@@ -11,7 +11,9 @@ import (
 )
 
 // openPacket binds a datagram group: one socket for shared, one per slot
-// for reuseport (with optional cBPF steering).
+// for reuseport (with optional cBPF steering). The master holds the
+// sockets outside its netpoller: it never reads them, and datagrams must
+// not wake it (see package udp).
 func (m *Master) openPacket(g *group, network, address string) error {
 	if _, err := net.ResolveUDPAddr(network, address); err != nil {
 		return err
@@ -25,10 +27,10 @@ func (m *Master) openPacket(g *group, network, address string) error {
 		g.sockets, g.addr = rp, rp.Addr()
 		return nil
 	}
-	pc, err := (&net.ListenConfig{}).ListenPacket(ctx, network, address)
+	s, err := udp.NewShared(ctx, network, address)
 	if err != nil {
 		return err
 	}
-	g.sockets, g.addr = oneSocket{pc.(*net.UDPConn)}, pc.LocalAddr()
+	g.sockets, g.addr = s, s.Addr()
 	return nil
 }

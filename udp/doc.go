@@ -8,4 +8,6 @@
 //
 // The master owns every socket; a worker gets a duplicate, so a replacement
 // worker in a slot inherits the datagrams queued on that slot's socket.
+// The master never reads its sockets and keeps them out of its netpoller:
+// otherwise every datagram that arrives would wake the master for nothing.
 package udp

@@ -2,6 +2,7 @@ package udp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,44 +13,63 @@ import (
 
 // ReusePortGroup is one SO_REUSEPORT UDP socket per worker slot, bound to
 // one address, created in slot order (the order cBPF steering indexes).
+// The group owns the sockets and keeps them out of this process's
+// netpoller (see [ReusePortGroup.FD]).
 type ReusePortGroup struct {
 	mu     sync.Mutex
 	addr   net.Addr
-	conns  []*net.UDPConn
-	steer  bool
+	fds    []int // by slot, held: never read here
 	closed bool
 }
 
 // NewReusePortGroup binds slots sockets to address. With steer, it attaches
 // a cBPF program that picks a random member for every datagram; where that
 // is unsupported it fails with an error wrapping reuse.ErrUnsupported.
-func NewReusePortGroup(ctx context.Context, network, address string, slots int, steer bool) (*ReusePortGroup, error) {
+func NewReusePortGroup(ctx context.Context, network, address string, slots int, steer bool) (_ *ReusePortGroup, err error) {
 	if slots < 1 {
 		return nil, fmt.Errorf("udp: reuseport group needs at least one slot, got %d", slots)
 	}
+	var conns []*net.UDPConn // open, not yet held
+	g := &ReusePortGroup{}
+	defer func() {
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			g.Close()
+		}
+	}()
 	lc := reuse.ListenConfig()
 	first, err := lc.ListenPacket(ctx, network, address)
 	if err != nil {
 		return nil, err
 	}
-	g := &ReusePortGroup{addr: first.LocalAddr(), conns: []*net.UDPConn{first.(*net.UDPConn)}, steer: steer}
-	for len(g.conns) < slots {
+	conns = append(conns, first.(*net.UDPConn))
+	g.addr = first.LocalAddr()
+	for len(conns) < slots {
 		pc, err := lc.ListenPacket(ctx, network, g.addr.String())
 		if err != nil {
-			g.Close()
 			return nil, err
 		}
-		g.conns = append(g.conns, pc.(*net.UDPConn))
+		conns = append(conns, pc.(*net.UDPConn))
 	}
 	if steer {
-		rc, err := g.conns[0].SyscallConn()
+		rc, err := conns[0].SyscallConn()
 		if err == nil {
 			err = reuse.AttachCBPFRandom(rc, slots)
 		}
 		if err != nil {
-			g.Close()
 			return nil, fmt.Errorf("udp: steering: %w", err)
 		}
+	}
+	for len(conns) > 0 {
+		c := conns[0]
+		conns = conns[1:]
+		fd, err := hold(c)
+		if err != nil {
+			return nil, err
+		}
+		g.fds = append(g.fds, fd)
 	}
 	return g, nil
 }
@@ -58,25 +78,19 @@ func NewReusePortGroup(ctx context.Context, network, address string, slots int, 
 func (g *ReusePortGroup) Addr() net.Addr { return g.addr }
 
 // FD returns slot's descriptor; it stays owned by the group. A slot beyond
-// the group is an error (steering needs a fixed group).
+// the group is an error (steering needs a fixed group). The descriptor is
+// not in this process's netpoller: datagrams for it do not wake this
+// process, and only the workers it is sent to read it.
 func (g *ReusePortGroup) FD(slot int) (int, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
 		return -1, net.ErrClosed
 	}
-	if slot < 0 || slot >= len(g.conns) {
-		return -1, fmt.Errorf("udp: slot %d outside a group of %d", slot, len(g.conns))
+	if slot < 0 || slot >= len(g.fds) {
+		return -1, fmt.Errorf("udp: slot %d outside a group of %d", slot, len(g.fds))
 	}
-	rc, err := g.conns[slot].SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
-		return -1, err
-	}
-	return fd, nil
+	return g.fds[slot], nil
 }
 
 // Close closes every socket of the group.
@@ -87,10 +101,14 @@ func (g *ReusePortGroup) Close() error {
 		return nil
 	}
 	g.closed = true
-	for _, c := range g.conns {
-		c.Close()
+	var errs []error
+	for _, fd := range g.fds {
+		if err := closeFD(fd); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	return nil
+	g.fds = nil
+	return errors.Join(errs...)
 }
 
 // FilePacketConn turns a datagram descriptor received from the master into
