@@ -50,28 +50,6 @@ func (g *group) close() {
 	}
 }
 
-// oneSocket serves the same descriptor to every slot.
-type oneSocket struct {
-	c interface {
-		syscall.Conn
-		Close() error
-	}
-}
-
-func (o oneSocket) FD(int) (int, error) {
-	rc, err := o.c.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
-		return -1, err
-	}
-	return fd, nil
-}
-
-func (o oneSocket) Close() error { return o.c.Close() }
-
 func isStream(network string) bool {
 	return network == "tcp" || network == "tcp4" || network == "tcp6"
 }
@@ -219,11 +197,11 @@ func (m *Master) openStream(g *group, network, address string) error {
 		}
 		g.sockets, g.addr = rp, rp.Addr()
 	case policy.Shared:
-		ln, err := (&net.ListenConfig{}).Listen(ctx, network, address)
+		sh, err := tcp.NewShared(ctx, network, address)
 		if err != nil {
 			return err
 		}
-		g.sockets, g.addr = oneSocket{ln.(*net.TCPListener)}, ln.Addr()
+		g.sockets, g.addr = sh, sh.Addr()
 	default:
 		ln, err := (&net.ListenConfig{}).Listen(ctx, network, address)
 		if err != nil {

@@ -2,22 +2,26 @@ package tcp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
 
+	"github.com/sockshare/sockshare/internal/sockfd"
 	"github.com/sockshare/sockshare/reuse"
 )
 
 // ReusePortGroup is the master side of the reuseport strategy: one
 // SO_REUSEPORT listening socket per worker slot, all bound to one address.
 // The group owns the sockets; a worker gets a duplicate of its slot's socket,
-// so the connections queued on that socket survive the worker.
+// so the connections queued on that socket survive the worker. The master
+// never accepts on them and keeps them out of its netpoller, so incoming
+// connections do not wake it.
 type ReusePortGroup struct {
 	mu      sync.Mutex
 	network string
 	addr    net.Addr // the bound address, with the real port
-	lns     []*net.TCPListener
+	fds     []int    // by slot, held
 	closed  bool
 }
 
@@ -34,8 +38,10 @@ func NewReusePortGroup(ctx context.Context, network, address string, slots int) 
 	if err != nil {
 		return nil, err
 	}
-	g.lns = append(g.lns, first.(*net.TCPListener))
 	g.addr = first.Addr()
+	if err := g.add(first); err != nil {
+		return nil, err
+	}
 	if err := g.grow(ctx, slots); err != nil {
 		g.Close()
 		return nil, err
@@ -43,14 +49,25 @@ func NewReusePortGroup(ctx context.Context, network, address string, slots int) 
 	return g, nil
 }
 
+func (g *ReusePortGroup) add(ln net.Listener) error {
+	fd, err := sockfd.HoldFD(ln.(*net.TCPListener))
+	if err != nil {
+		return err
+	}
+	g.fds = append(g.fds, fd)
+	return nil
+}
+
 func (g *ReusePortGroup) grow(ctx context.Context, slots int) error {
 	lc := reuse.ListenConfig()
-	for len(g.lns) < slots {
+	for len(g.fds) < slots {
 		ln, err := lc.Listen(ctx, g.network, g.addr.String())
 		if err != nil {
 			return err
 		}
-		g.lns = append(g.lns, ln.(*net.TCPListener))
+		if err := g.add(ln); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -66,19 +83,22 @@ func (g *ReusePortGroup) FD(slot int) (int, error) {
 	if g.closed {
 		return -1, net.ErrClosed
 	}
-	if slot >= len(g.lns) {
+	if slot < 0 {
+		return -1, fmt.Errorf("tcp: negative slot %d", slot)
+	}
+	if slot >= len(g.fds) {
 		if err := g.grow(context.Background(), slot+1); err != nil {
 			return -1, err
 		}
 	}
-	return listenerFD(g.lns[slot])
+	return g.fds[slot], nil
 }
 
 // Len returns the number of sockets in the group.
 func (g *ReusePortGroup) Len() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return len(g.lns)
+	return len(g.fds)
 }
 
 // Close closes every socket of the group. Connections queued on a socket no
@@ -90,8 +110,12 @@ func (g *ReusePortGroup) Close() error {
 		return nil
 	}
 	g.closed = true
-	for _, ln := range g.lns {
-		ln.Close()
+	var errs []error
+	for _, fd := range g.fds {
+		if err := sockfd.CloseFD(fd); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	return nil
+	g.fds = nil
+	return errors.Join(errs...)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sockshare/sockshare/internal/sockfd"
 	"net"
 	"os"
 	"sync"
@@ -65,7 +66,7 @@ func NewReusePortGroup(ctx context.Context, network, address string, slots int, 
 	for len(conns) > 0 {
 		c := conns[0]
 		conns = conns[1:]
-		fd, err := hold(c)
+		fd, err := sockfd.HoldFD(c)
 		if err != nil {
 			return nil, err
 		}
@@ -103,7 +104,7 @@ func (g *ReusePortGroup) Close() error {
 	g.closed = true
 	var errs []error
 	for _, fd := range g.fds {
-		if err := closeFD(fd); err != nil {
+		if err := sockfd.CloseFD(fd); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -2,6 +2,7 @@ package udp
 
 import (
 	"context"
+	"github.com/sockshare/sockshare/internal/sockfd"
 	"net"
 	"sync"
 )
@@ -26,7 +27,7 @@ func NewShared(ctx context.Context, network, address string) (*Shared, error) {
 		return nil, err
 	}
 	addr := pc.LocalAddr()
-	fd, err := hold(pc.(*net.UDPConn))
+	fd, err := sockfd.HoldFD(pc.(*net.UDPConn))
 	if err != nil {
 		return nil, err
 	}
@@ -55,5 +56,5 @@ func (s *Shared) Close() error {
 		return nil
 	}
 	s.closed = true
-	return closeFD(s.fd)
+	return sockfd.CloseFD(s.fd)
 }

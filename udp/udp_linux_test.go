@@ -3,10 +3,10 @@ package udp_test
 import (
 	"context"
 	"errors"
+	"github.com/sockshare/sockshare/internal/sockfd/sockfdtest"
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -25,36 +25,6 @@ func openFDs(t *testing.T) int {
 		t.Skipf("cannot count fds: %v", err)
 	}
 	return len(ents)
-}
-
-// polled returns the descriptors registered in this process's epoll
-// instances (the Go netpoller's), from /proc/self/fdinfo.
-func polled(t *testing.T) map[int]bool {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("cannot list fds: %v", err)
-	}
-	out := map[int]bool{}
-	for _, e := range ents {
-		target, err := os.Readlink("/proc/self/fd/" + e.Name())
-		if err != nil || target != "anon_inode:[eventpoll]" {
-			continue
-		}
-		info, err := os.ReadFile("/proc/self/fdinfo/" + e.Name())
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(info), "\n") {
-			// "tfd:        7 events:       19 data: ..."
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "tfd:" {
-				if fd, err := strconv.Atoi(f[1]); err == nil {
-					out[fd] = true
-				}
-			}
-		}
-	}
-	return out
 }
 
 // readerOf gives the caller its own *net.UDPConn on fd, as a worker gets
@@ -106,29 +76,18 @@ func TestHeldSocketsAreNotPolled(t *testing.T) {
 
 	// Compare sockets, not descriptor numbers: a duplicate of a polled
 	// descriptor is the same socket, and it would wake us just the same.
-	polledSockets := map[string]int{}
-	for fd := range polled(t) {
-		polledSockets[socketOf(fd)] = fd
-	}
-	if _, ok := polledSockets[socketOf(probeFD)]; !ok {
+	polledSockets := sockfdtest.PolledSockets(t)
+	if _, ok := polledSockets[sockfdtest.SocketOf(probeFD)]; !ok {
 		t.Fatalf("a net.UDPConn (fd %d) is not among the polled sockets %v: cannot check", probeFD, polledSockets)
 	}
 	for name, fd := range held {
-		if pfd, ok := polledSockets[socketOf(fd)]; ok {
+		if pfd, ok := polledSockets[sockfdtest.SocketOf(fd)]; ok {
 			t.Errorf("%s socket (fd %d) is in this process's netpoller as fd %d", name, fd, pfd)
 		}
 	}
 }
 
 // socketOf names the file behind fd, "socket:[inode]" for a socket.
-func socketOf(fd int) string {
-	target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
-	if err != nil {
-		return "fd " + strconv.Itoa(fd) + ": " + err.Error()
-	}
-	return target
-}
-
 func TestSharedServesOneSocketToEverySlot(t *testing.T) {
 	before := openFDs(t)
 	s, err := udp.NewShared(context.Background(), "udp4", "127.0.0.1:0")

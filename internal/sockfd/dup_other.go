@@ -1,6 +1,6 @@
-//go:build !unix
+//go:build !unix || aix
 
-package udp
+package sockfd
 
 import (
 	"errors"
@@ -8,8 +8,8 @@ import (
 	"runtime"
 )
 
-// Without descriptor passing there is no master to hold sockets for.
-func dupCloexec(int) (int, error) {
+// DupCloexec is unsupported here: there is no master to hold sockets for.
+func DupCloexec(int) (int, error) {
 	return -1, fmt.Errorf("%w on %s", errors.ErrUnsupported, runtime.GOOS)
 }
 
