@@ -267,24 +267,28 @@ func TestDispatchBackpressure(t *testing.T) {
 func TestDispatchLeastConn(t *testing.T) {
 	d := newDispatcher(t, policy.LeastConn, 8, 64)
 	busy, idle := addWorker(d, 0), addWorker(d, 1)
-	// Two connections: ties rotate, so one each. busy keeps its own open.
-	for range 2 {
+	// Three connections: ties rotate, so busy gets the 1st and 3rd, idle
+	// the 2nd. busy keeps both open. Two, not one: a ping's close report
+	// may lag the next ping, and idle must still have fewer open.
+	for range 3 {
 		c, err := net.Dial("tcp", d.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
 	}
-	kept, err := busy.hl.Accept()
-	if err != nil {
-		t.Fatal(err)
+	for range 2 {
+		kept, err := busy.hl.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer kept.Close()
 	}
-	defer kept.Close()
 	c, err := idle.hl.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Close() // idle now has 0 open, busy has 1
+	c.Close() // idle now has 0 open, busy has 2
 	waitStats(t, d, "the close report", func(Stats) bool { return d.MemberStats(idle.m).Active == 0 })
 	go serve(idle)
 	for range 5 {
