@@ -3,7 +3,6 @@ package sockshare_test
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -309,7 +308,5 @@ func openFDs(t *testing.T) int {
 	}
 	return len(ents)
 }
-
-var errTimeout = errors.New("timeout")
 
 func dialTCP(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, 5*time.Second) }

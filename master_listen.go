@@ -77,9 +77,16 @@ func (m *Master) serveListen(w *workerProc, req *ipc.Msg) {
 		if errors.As(err, &errno) {
 			reply.Errno = uint32(errno)
 		}
+		var evErr error = &remoteError{msg: reply.Err, errno: errno}
+		if errors.Is(err, ErrPolicyConflict) {
+			reply.Flags |= ipc.FlagPolicyConflict
+			evErr = policyConflictError{evErr.(*remoteError)}
+		}
 		w.send(&reply, nil)
-		m.log.Warn("sockshare: listen failed", "worker", w.id, "network", req.Network, "addr", req.Addr, "err", err)
-		m.emit(Event{Type: EventListenError, WorkerID: w.id, Slot: w.slot, PID: w.pid, Network: req.Network, Addr: req.Addr, Err: &remoteError{msg: reply.Err, errno: errno}})
+		// Info, not Warn: the error is the worker's Listen result and an
+		// EventListenError; the program decides whether it is a problem.
+		m.log.Info("sockshare: listen failed", "worker", w.id, "network", req.Network, "addr", req.Addr, "err", err)
+		m.emit(Event{Type: EventListenError, WorkerID: w.id, Slot: w.slot, PID: w.pid, Network: req.Network, Addr: req.Addr, Err: evErr})
 		return
 	}
 	reply.Listener = g.id

@@ -288,10 +288,20 @@ func (w *workerState) request(ctx context.Context, network, address, pol string)
 		return r, listenErr(network, address, pol, err)
 	}
 	if r.msg.Err != "" {
-		return r, listenErr(network, address, r.msg.Policy, &remoteError{msg: r.msg.Err, errno: syscall.Errno(r.msg.Errno)})
+		var cause error = &remoteError{msg: r.msg.Err, errno: syscall.Errno(r.msg.Errno)}
+		if r.msg.Flags&ipc.FlagPolicyConflict != 0 {
+			cause = policyConflictError{cause.(*remoteError)}
+		}
+		return r, listenErr(network, address, r.msg.Policy, cause)
 	}
 	return r, nil
 }
+
+// policyConflictError is a policy conflict reported over IPC: the master's
+// text, and errors.Is(err, ErrPolicyConflict) holds.
+type policyConflictError struct{ *remoteError }
+
+func (e policyConflictError) Is(target error) bool { return target == ErrPolicyConflict }
 
 // listenErr makes the error a worker's Listen returns: it names the
 // address and the policy and wraps the cause.

@@ -2,12 +2,17 @@
 
 package tcp
 
-import "golang.org/x/sys/unix"
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
 
 // accept returns a connected descriptor with close-on-exec set atomically,
 // so a concurrent fork/exec in the master never inherits it.
 func accept(fd int) (int, error) {
-	nfd, _, err := unix.Accept4(fd, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+	// syscall, not x/sys/unix: the latter has no Accept4 on openbsd.
+	nfd, _, err := syscall.Accept4(fd, syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK)
 	return nfd, err
 }
 

@@ -78,6 +78,11 @@ func master(o options, stdout, stderr io.Writer) int {
 	if _, err := net.ResolveTCPAddr("tcp", o.addr); err != nil {
 		return fail(fmt.Errorf("bad -addr %q: %w", o.addr, err))
 	}
+	// A policy degraded on this platform (reuseport that binds but does
+	// not balance; no descriptor passing at all) is reported, not silent.
+	if w := sockshare.Capabilities().Degraded(pol); w != "" {
+		fmt.Fprintf(stderr, "hello: warning: %s\n", w)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // Operational acceptance tests of the hello binary: run it as a user would,

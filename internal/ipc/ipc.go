@@ -55,6 +55,10 @@ const (
 	// FlagTrackClose: the worker must report every close of a handed
 	// connection (leastconn).
 	FlagTrackClose
+	// FlagPolicyConflict: Err is a policy conflict (the address is
+	// already served under another policy), so that the worker's error
+	// can match the sentinel the master's did.
+	FlagPolicyConflict
 )
 
 // Msg is one decoded message. Only the fields of its Type are meaningful.
