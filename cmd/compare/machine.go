@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,7 +43,7 @@ func readMachine() *machine {
 		TCPTwReuse:    procValue("/proc/sys/net/ipv4/tcp_tw_reuse"),
 		PortRange:     strings.Join(strings.Fields(procValue("/proc/sys/net/ipv4/ip_local_port_range")), "-"),
 		LoadBefore:    loadavg(),
-		ClientProcs:   runtime.GOMAXPROCS(0), // the load generator inherits our environment
+		ClientProcs:   clientProcs(), // the load generator inherits our environment, not -master-gomaxprocs
 	}
 	return m
 }
@@ -124,4 +125,13 @@ func (p *progress) clear() {
 	if p.on {
 		fmt.Fprint(p.w, "\r\033[K")
 	}
+}
+
+// clientProcs is the GOMAXPROCS the load generator runs with: the
+// environment's, else the number of CPUs (as the Go runtime decides).
+func clientProcs() int {
+	if n, err := strconv.Atoi(os.Getenv("GOMAXPROCS")); err == nil && n > 0 {
+		return n
+	}
+	return runtime.NumCPU()
 }

@@ -60,6 +60,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -96,6 +97,8 @@ type options struct {
 	chart       string
 	seed        uint64
 	timeout     time.Duration
+	cpuprofile  string
+	masterProcs int
 }
 
 // parseFlags returns the options, or an error of one line.
@@ -117,6 +120,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.chart, "chart", "", "also draw the per-worker distribution into FILE.svg or FILE.png")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the slow workload's PRNG")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "per-request timeout of the load generator")
+	fs.IntVar(&o.masterProcs, "master-gomaxprocs", 0, "GOMAXPROCS of this process, which hosts the masters (0: Go default); the load generator keeps its own")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process, which hosts the masters (the load generator is another process), to FILE")
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -230,6 +235,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+
+	if o.masterProcs > 0 {
+		runtime.GOMAXPROCS(o.masterProcs)
+	}
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			fmt.Fprintf(stderr, "compare: %v\n", err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "compare: %v\n", err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	mach := readMachine()
 	prog := newProgress(stderr, len(o.workloads)*len(o.gomaxprocs)*len(o.policies)*o.reps)
