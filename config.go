@@ -138,8 +138,22 @@ func (c Config) withDefaults() (Config, policy.Name, error) {
 	if c.MaxCrashes == 0 {
 		c.MaxCrashes = 5
 	}
-	if c.ShutdownTimeout < 0 || c.RestartDelay < 0 || c.MaxRestartDelay < 0 {
-		return bad("durations must not be negative")
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"ShutdownTimeout", c.ShutdownTimeout}, {"RestartDelay", c.RestartDelay}, {"MaxRestartDelay", c.MaxRestartDelay},
+		{"StableAfter", c.StableAfter}, {"CrashWindow", c.CrashWindow},
+	} {
+		if f.d < 0 {
+			return bad("%s must not be negative, got %v", f.name, f.d)
+		}
+	}
+	if c.MaxCrashes < 0 {
+		return bad("MaxCrashes must not be negative, got %d", c.MaxCrashes)
+	}
+	if c.Window < 0 || c.MaxPending < 0 || c.ReloadParallel < 0 {
+		return bad("Window, MaxPending and ReloadParallel must not be negative")
 	}
 	if c.WorkerGOMAXPROCS == 0 {
 		c.WorkerGOMAXPROCS = max(1, runtime.NumCPU()/c.Workers)

@@ -3,6 +3,7 @@ package sockshare
 import (
 	"errors"
 	"fmt"
+	"github.com/sockshare/sockshare/internal/ipc"
 	"syscall"
 )
 
@@ -30,11 +31,13 @@ var (
 )
 
 // remoteError is an error that happened in the master on a worker's behalf,
-// carried over IPC as text and errno. It unwraps to the errno so that
-// errors.Is(err, syscall.EADDRINUSE) holds in the worker.
+// carried over IPC as text, errno and flags. It unwraps to the errno, so
+// errors.Is(err, syscall.EADDRINUSE) holds in the worker, and the flags make
+// errors.Is match the sentinels the master's error matched.
 type remoteError struct {
 	msg   string
 	errno syscall.Errno
+	flags uint32 // ipc.FlagPolicyConflict, ipc.FlagUnsupported
 }
 
 func (e *remoteError) Error() string { return e.msg }
@@ -44,4 +47,26 @@ func (e *remoteError) Unwrap() error {
 		return nil
 	}
 	return e.errno
+}
+
+func (e *remoteError) Is(target error) bool {
+	switch target {
+	case ErrPolicyConflict:
+		return e.flags&ipc.FlagPolicyConflict != 0
+	case ErrUnsupported, errors.ErrUnsupported:
+		return e.flags&ipc.FlagUnsupported != 0
+	}
+	return false
+}
+
+// remoteFlags returns the ipc flags that carry err's sentinels to a worker.
+func remoteFlags(err error) uint32 {
+	var f uint32
+	if errors.Is(err, ErrPolicyConflict) {
+		f |= ipc.FlagPolicyConflict
+	}
+	if errors.Is(err, errors.ErrUnsupported) {
+		f |= ipc.FlagUnsupported
+	}
+	return f
 }

@@ -817,7 +817,7 @@ func TestBadConfigErrors(t *testing.T) {
 			text: "sockshare: bad config: workers must be between 1 and 1024, got 1025",
 			is:   []error{sockshare.ErrBadConfig}},
 		{name: "negative duration", cfg: sockshare.Config{ShutdownTimeout: -time.Second},
-			text: "sockshare: bad config: durations must not be negative",
+			text: "sockshare: bad config: ShutdownTimeout must not be negative, got -1s",
 			is:   []error{sockshare.ErrBadConfig}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -904,13 +904,13 @@ var sentinels = map[string]error{
 
 var listenCases = []listenCase{
 	{name: "udp to Listen", network: "udp", addr: "127.0.0.1:0",
-		text: `listen udp: sockshare: unsupported network "udp" (want tcp, tcp4 or tcp6 (use ListenPacket for udp))`,
+		text: `listen udp: sockshare: unsupported network "udp" (want tcp, tcp4 or tcp6; ListenPacket serves udp)`,
 		is:   []string{"ErrNetwork"}},
 	{name: "tcp to ListenPacket", packet: true, network: "tcp", addr: "127.0.0.1:0",
-		text: `listen tcp: sockshare: unsupported network "tcp" (want udp, udp4 or udp6 (use Listen for tcp))`,
+		text: `listen tcp: sockshare: unsupported network "tcp" (want udp, udp4 or udp6; Listen serves tcp)`,
 		is:   []string{"ErrNetwork"}},
 	{name: "unix to Listen", network: "unix", addr: "/tmp/x.sock",
-		text: `listen unix: sockshare: unsupported network "unix" (want tcp, tcp4 or tcp6 (use ListenPacket for udp))`,
+		text: `listen unix: sockshare: unsupported network "unix" (want tcp, tcp4 or tcp6; ListenPacket serves udp)`,
 		is:   []string{"ErrNetwork"}},
 	{name: "malformed address", network: "tcp", addr: "not an address",
 		text:   "listen tcp: address not an address: missing port in address",
@@ -926,8 +926,9 @@ var listenCases = []listenCase{
 		worker: `listen udp 127.0.0.1:99999: policy "shared": address 99999: invalid port`},
 }
 
-// workerOnlyCases exist only in a worker: outside one, ListenConfig.Policy
-// is ignored (documented) and there is no other worker to conflict with.
+// workerOnlyCases exist only in a worker: outside one there is no other
+// worker to conflict with. (An unknown policy is refused standalone too:
+// TestStandaloneListenIsPlain.)
 var workerOnlyCases = []listenCase{
 	{name: "unknown policy", network: "tcp", addr: "127.0.0.1:0", policy: "x",
 		worker: `listen tcp 127.0.0.1:0: policy "x": unknown policy "x" ` + validPolicies,

@@ -615,6 +615,13 @@ func TestStandaloneListenIsPlain(t *testing.T) {
 	if _, err := sockshare.Listen("udp", "127.0.0.1:0"); !errors.Is(err, sockshare.ErrNetwork) {
 		t.Fatalf("Listen(udp): %v; want ErrNetwork", err)
 	}
+	// A policy typo is refused standalone too, with the worker's text.
+	lc := sockshare.ListenConfig{Policy: "rrr"}
+	_, err = lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	const want = `listen tcp 127.0.0.1:0: policy "rrr": unknown policy "rrr" (valid: shared, rr, leastconn, reuseport)`
+	if !errors.Is(err, policy.ErrUnknownPolicy) || err.Error() != want {
+		t.Fatalf("standalone ListenConfig{Policy: rrr}: %v; want %s", err, want)
+	}
 	if sockshare.IsWorker() || sockshare.WorkerID() != 0 || sockshare.Slot() != -1 {
 		t.Fatal("the test process is not a worker")
 	}

@@ -391,15 +391,30 @@ func TestUDPConnectionPolicyFallsBackOnce(t *testing.T) {
 					t.Errorf("worker %d listens under %q, want shared", id, e.Policy)
 				}
 			}
-			// The event is delivered asynchronously: wait for it.
-			c.waitFor("a fallback event", 10*time.Second, func(evs []sockshare.Event, _ []string) bool {
-				for _, e := range evs {
-					if e.Type == sockshare.EventFallback {
-						return true
-					}
+			// In order: the fallback comes before the listening event of
+			// the worker whose Listen caused it, so it is already here.
+			asked := tc.master
+			if tc.worker != "" {
+				asked = tc.worker
+			}
+			c.mu.Lock()
+			var fb *sockshare.Event
+			for i, e := range c.events {
+				if e.Type == sockshare.EventFallback {
+					fb = &c.events[i]
+					break
 				}
-				return false
-			})
+				if e.Type == sockshare.EventListening && fb == nil {
+					t.Errorf("listening event %v came before the fallback", e)
+				}
+			}
+			c.mu.Unlock()
+			if fb == nil {
+				t.Fatalf("no fallback event by the time every worker listened\n%s", c.eventLog())
+			}
+			if want := fmt.Sprintf(`policy %q does not apply to udp; using "shared"`, asked); fb.Err == nil || fb.Err.Error() != want {
+				t.Errorf("fallback error %v; want %s (the policy asked for)", fb.Err, want)
+			}
 			udpFlows(t, c, 32, 2)
 			c.stop()
 			if n := udpCount(c, sockshare.EventFallback); n != 1 {

@@ -1,7 +1,10 @@
 package sockshare
 
 import (
+	"fmt"
+
 	"context"
+	"github.com/sockshare/sockshare/policy"
 	"net"
 )
 
@@ -31,7 +34,9 @@ func ListenPacket(network, address string) (net.PacketConn, error) {
 type ListenConfig struct {
 	// Policy, if set, asks for this policy instead of the master's. An
 	// address already served under a different policy is an error
-	// wrapping ErrPolicyConflict. Ignored outside a worker.
+	// wrapping ErrPolicyConflict. Outside a worker the name is still
+	// checked (an unknown one is an error), then the call is plain
+	// net.Listen.
 	Policy string
 }
 
@@ -39,7 +44,10 @@ type ListenConfig struct {
 // the master's answer.
 func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (net.Listener, error) {
 	if !isStreamNet(network) {
-		return nil, &net.OpError{Op: "listen", Net: network, Err: errNetwork(network, "tcp, tcp4 or tcp6 (use ListenPacket for udp)")}
+		return nil, &net.OpError{Op: "listen", Net: network, Err: errNetwork(network, "tcp, tcp4 or tcp6; ListenPacket serves udp")}
+	}
+	if err := lc.checkPolicy(network, address); err != nil {
+		return nil, err
 	}
 	if self == nil {
 		var nlc net.ListenConfig
@@ -52,13 +60,28 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (ne
 // the wait for the master's answer.
 func (lc *ListenConfig) ListenPacket(ctx context.Context, network, address string) (net.PacketConn, error) {
 	if !isPacketNet(network) {
-		return nil, &net.OpError{Op: "listen", Net: network, Err: errNetwork(network, "udp, udp4 or udp6 (use Listen for tcp)")}
+		return nil, &net.OpError{Op: "listen", Net: network, Err: errNetwork(network, "udp, udp4 or udp6; Listen serves tcp")}
+	}
+	if err := lc.checkPolicy(network, address); err != nil {
+		return nil, err
 	}
 	if self == nil {
 		var nlc net.ListenConfig
 		return nlc.ListenPacket(ctx, network, address)
 	}
 	return self.listenPacket(ctx, network, address, lc.Policy)
+}
+
+// checkPolicy rejects an unknown policy name before anything is bound,
+// standalone as in a worker, so a typo never goes unnoticed.
+func (lc *ListenConfig) checkPolicy(network, address string) error {
+	if lc.Policy == "" {
+		return nil
+	}
+	if _, err := policy.Parse(lc.Policy); err != nil {
+		return listenErr(network, address, lc.Policy, err)
+	}
+	return nil
 }
 
 func isStreamNet(n string) bool { return n == "tcp" || n == "tcp4" || n == "tcp6" }
@@ -136,4 +159,13 @@ func MasterGone() <-chan struct{} {
 		return nil
 	}
 	return self.gone
+}
+
+// listenErr makes the error a worker's Listen returns: it names the
+// address and the policy and wraps the cause.
+func listenErr(network, address, pol string, err error) error {
+	if pol == "" {
+		return fmt.Errorf("listen %s %s: %w", network, address, err)
+	}
+	return fmt.Errorf("listen %s %s: policy %q: %w", network, address, pol, err)
 }

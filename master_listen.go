@@ -62,7 +62,7 @@ func isPacket(network string) bool {
 // worker, reply. Runs on the worker's reader goroutine.
 func (m *Master) serveListen(w *workerProc, req *ipc.Msg) {
 	reply := ipc.Msg{Type: ipc.ListenReply, Seq: req.Seq, Network: req.Network}
-	g, pol, err := m.groupFor(w, req)
+	g, pol, fallback, err := m.groupFor(w, req)
 	if err != nil {
 		reply.Policy = string(pol)
 		// The worker's error names the network, address and policy
@@ -77,17 +77,17 @@ func (m *Master) serveListen(w *workerProc, req *ipc.Msg) {
 		if errors.As(err, &errno) {
 			reply.Errno = uint32(errno)
 		}
-		var evErr error = &remoteError{msg: reply.Err, errno: errno}
-		if errors.Is(err, ErrPolicyConflict) {
-			reply.Flags |= ipc.FlagPolicyConflict
-			evErr = policyConflictError{evErr.(*remoteError)}
-		}
+		reply.Flags = remoteFlags(err)
 		w.send(&reply, nil)
 		// Info, not Warn: the error is the worker's Listen result and an
 		// EventListenError; the program decides whether it is a problem.
 		m.log.Info("sockshare: listen failed", "worker", w.id, "network", req.Network, "addr", req.Addr, "err", err)
-		m.emit(Event{Type: EventListenError, WorkerID: w.id, Slot: w.slot, PID: w.pid, Network: req.Network, Addr: req.Addr, Err: evErr})
+		m.emit(Event{Type: EventListenError, WorkerID: w.id, Slot: w.slot, PID: w.pid, Network: req.Network, Addr: req.Addr,
+			Err: &remoteError{msg: reply.Err, errno: errno, flags: reply.Flags}})
 		return
+	}
+	if fallback != nil {
+		m.emit(*fallback)
 	}
 	reply.Listener = g.id
 	reply.Policy = string(g.policy)
@@ -137,15 +137,16 @@ func (m *Master) serveListen(w *workerProc, req *ipc.Msg) {
 
 // groupFor finds or opens the group for a Listen request. Bind errors are
 // returned, not remembered: a later Listen tries again.
-func (m *Master) groupFor(w *workerProc, req *ipc.Msg) (*group, policy.Name, error) {
-	pol := m.pol
+func (m *Master) groupFor(w *workerProc, req *ipc.Msg) (g *group, pol policy.Name, fallback *Event, err error) {
+	pol = m.pol
 	if req.Policy != "" {
 		p, err := policy.Parse(req.Policy)
 		if err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		pol = p
 	}
+	asked := pol
 	fellBack := false
 	switch {
 	case isStream(req.Network):
@@ -154,41 +155,43 @@ func (m *Master) groupFor(w *workerProc, req *ipc.Msg) (*group, policy.Name, err
 		pol, fb = pol.ForPacket()
 		fellBack = fb
 	default:
-		return nil, pol, fmt.Errorf("%w %q (want tcp, tcp4, tcp6, udp, udp4 or udp6)", ErrNetwork, req.Network)
+		return nil, pol, nil, fmt.Errorf("%w %q (want tcp, tcp4, tcp6, udp, udp4 or udp6)", ErrNetwork, req.Network)
 	}
 	key := groupKey{network: req.Network, addr: req.Addr, nth: req.Nth}
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.stopping {
-		return nil, pol, errors.New("master is shutting down")
+		return nil, pol, nil, errStopping
 	}
 	if g := m.groups[key]; g != nil {
 		if g.policy != pol {
-			return nil, pol, fmt.Errorf("%w: %s %s is served under %q, not %q", ErrPolicyConflict, req.Network, req.Addr, g.policy, pol)
+			return nil, pol, nil, fmt.Errorf("%w: %s %s is served under %q, not %q", ErrPolicyConflict, req.Network, req.Addr, g.policy, pol)
 		}
-		return g, pol, nil
+		return g, pol, nil, nil
 	}
 	m.nextGroup++
-	g := &group{id: m.nextGroup, key: key, policy: pol, fellBack: fellBack}
-	var err error
+	g = &group{id: m.nextGroup, key: key, policy: pol, fellBack: fellBack}
 	if isStream(req.Network) {
 		err = m.openStream(g, req.Network, req.Addr)
 	} else {
 		err = m.openPacket(g, req.Network, req.Addr)
 	}
 	if err != nil {
-		return nil, pol, err
+		return nil, pol, nil, err
 	}
 	m.groups[key] = g
 	m.groupByID[g.id] = g
 	if fellBack {
-		m.log.Warn("sockshare: policy does not apply to datagram sockets; using shared", "policy", m.pol, "network", req.Network, "addr", g.addr.String())
-		e := Event{Type: EventFallback, WorkerID: w.id, Slot: w.slot, PID: w.pid, Network: req.Network, Addr: g.addr.String(), Policy: pol,
-			Err: fmt.Errorf("policy %q does not apply to %s; using %q", m.pol, req.Network, pol)}
-		go m.emit(e) // m.mu is held here
+		// Said once per address, not once per worker.
+		m.log.Warn("sockshare: policy does not apply to datagram sockets; using shared", "policy", asked, "network", req.Network, "addr", g.addr.String())
+		fallback = &Event{Type: EventFallback, WorkerID: w.id, Slot: w.slot, PID: w.pid, Network: req.Network, Addr: g.addr.String(), Policy: pol,
+			Err: fmt.Errorf("policy %q does not apply to %s; using %q", asked, req.Network, pol)}
 	}
-	return g, pol, nil
+	if isPacket(req.Network) && m.cfg.UDPSteering && pol != policy.ReusePort {
+		m.log.Warn("sockshare: UDP steering needs the reuseport policy; not applied", "policy", pol, "addr", g.addr.String())
+	}
+	return g, pol, fallback, nil
 }
 
 func (m *Master) openStream(g *group, network, address string) error {

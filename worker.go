@@ -190,7 +190,7 @@ func (w *workerState) readLoop() {
 
 func (w *workerState) onListenReply(msg *ipc.Msg, fds []int) {
 	r := listenReply{msg: *msg, fds: fds}
-	if msg.Err == "" && len(fds) == 0 {
+	if msg.Err == "" && len(fds) == 0 && isStreamNet(msg.Network) {
 		// rr or leastconn: register the listener before the next message,
 		// which may already carry connections for it.
 		addr, err := resolveAddr(msg.Network, msg.Addr)
@@ -288,28 +288,10 @@ func (w *workerState) request(ctx context.Context, network, address, pol string)
 		return r, listenErr(network, address, pol, err)
 	}
 	if r.msg.Err != "" {
-		var cause error = &remoteError{msg: r.msg.Err, errno: syscall.Errno(r.msg.Errno)}
-		if r.msg.Flags&ipc.FlagPolicyConflict != 0 {
-			cause = policyConflictError{cause.(*remoteError)}
-		}
+		cause := &remoteError{msg: r.msg.Err, errno: syscall.Errno(r.msg.Errno), flags: r.msg.Flags & (ipc.FlagPolicyConflict | ipc.FlagUnsupported)}
 		return r, listenErr(network, address, r.msg.Policy, cause)
 	}
 	return r, nil
-}
-
-// policyConflictError is a policy conflict reported over IPC: the master's
-// text, and errors.Is(err, ErrPolicyConflict) holds.
-type policyConflictError struct{ *remoteError }
-
-func (e policyConflictError) Is(target error) bool { return target == ErrPolicyConflict }
-
-// listenErr makes the error a worker's Listen returns: it names the
-// address and the policy and wraps the cause.
-func listenErr(network, address, pol string, err error) error {
-	if pol == "" {
-		return fmt.Errorf("listen %s %s: %w", network, address, err)
-	}
-	return fmt.Errorf("listen %s %s: policy %q: %w", network, address, pol, err)
 }
 
 func (w *workerState) listen(ctx context.Context, network, address, pol string) (net.Listener, error) {

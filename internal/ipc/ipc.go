@@ -59,6 +59,9 @@ const (
 	// already served under another policy), so that the worker's error
 	// can match the sentinel the master's did.
 	FlagPolicyConflict
+	// FlagUnsupported: Err is something this platform cannot do (for
+	// example cBPF steering off Linux): errors.ErrUnsupported in the worker.
+	FlagUnsupported
 )
 
 // Msg is one decoded message. Only the fields of its Type are meaningful.
