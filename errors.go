@@ -30,6 +30,21 @@ var (
 	ErrUnknownWorker = errors.New("sockshare: no such worker")
 )
 
+// ListenError is a worker's Listen or ListenPacket that failed in the
+// master, as Master.WaitReady reports it. errors.Is sees through it to the
+// cause (syscall.EADDRINUSE, ErrPolicyConflict, ...).
+type ListenError struct {
+	WorkerID int
+	Network  string
+	Addr     string // as the worker asked for it
+	Err      error
+}
+
+func (e *ListenError) Error() string { return "listen " + e.Addr + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *ListenError) Unwrap() error { return e.Err }
+
 // remoteError is an error that happened in the master on a worker's behalf,
 // carried over IPC as text, errno and flags. It unwraps to the errno, so
 // errors.Is(err, syscall.EADDRINUSE) holds in the worker, and the flags make

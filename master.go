@@ -49,6 +49,9 @@ type Master struct {
 	reloads  chan reloadReq
 	done     chan struct{} // closed when Run returns
 	spawning sync.WaitGroup
+
+	changed   chan struct{} // closed and replaced on readiness, listen errors, exits; guarded by mu
+	listenErr *ListenError  // the first listen error; guarded by mu
 }
 
 type slotState struct {
@@ -80,6 +83,7 @@ func NewMaster(cfg Config) (*Master, error) {
 		groupByID: make(map[uint32]*group),
 		exitKick:  make(chan struct{}, 1),
 		done:      make(chan struct{}),
+		changed:   make(chan struct{}),
 		restarts:  make(chan int, c.Workers),
 		reloads:   make(chan reloadReq),
 	}
@@ -253,6 +257,7 @@ func (m *Master) spawn(slot int) (*workerProc, error) {
 	s := m.slots[slot]
 	s.current = w
 	s.pending = false
+	m.notifyLocked()
 	m.mu.Unlock()
 
 	m.log.Debug("worker started", "worker", id, "slot", slot, "pid", w.pid)
@@ -273,6 +278,7 @@ func (m *Master) onExit(w *workerProc) {
 	if s.current == w {
 		s.current = nil
 	}
+	m.notifyLocked()
 	stopping := m.stopping
 	crashed := !w.asked && !stopping
 	var restart bool
@@ -342,6 +348,63 @@ func (m *Master) restartSlot(slot int) {
 		m.slots[slot].pending = false
 		m.mu.Unlock()
 		m.onExit(w)
+	}
+}
+
+// notifyLocked wakes WaitReady. Call with m.mu held.
+func (m *Master) notifyLocked() {
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+// ErrStopped is returned by WaitReady when Run has returned.
+var ErrStopped = errors.New("sockshare: the master has stopped")
+
+// WaitReady waits until every slot that is not given up has a ready worker
+// (one that called Ready or whose first Listen was served) and returns nil.
+// It returns a *ListenError as soon as any worker's Listen fails in the
+// master (the first such error since Run started), ErrStopped if Run
+// returns first, or ctx's error. Call it beside Run, for example to print a
+// ready line once the service answers.
+func (m *Master) WaitReady(ctx context.Context) error {
+	for {
+		m.mu.Lock()
+		if m.listenErr != nil {
+			err := m.listenErr
+			m.mu.Unlock()
+			return err
+		}
+		ready, live := true, 0
+		for _, s := range m.slots {
+			if s.givenUp {
+				continue
+			}
+			live++
+			if s.current == nil || !isClosed(s.current.ready) {
+				ready = false
+			}
+		}
+		ch := m.changed
+		m.mu.Unlock()
+		if ready && live > 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-m.done:
+			return ErrStopped
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 

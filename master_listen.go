@@ -82,8 +82,14 @@ func (m *Master) serveListen(w *workerProc, req *ipc.Msg) {
 		// Info, not Warn: the error is the worker's Listen result and an
 		// EventListenError; the program decides whether it is a problem.
 		m.log.Info("sockshare: listen failed", "worker", w.id, "network", req.Network, "addr", req.Addr, "err", err)
-		m.emit(Event{Type: EventListenError, WorkerID: w.id, Slot: w.slot, PID: w.pid, Network: req.Network, Addr: req.Addr,
-			Err: &remoteError{msg: reply.Err, errno: errno, flags: reply.Flags}})
+		remote := &remoteError{msg: reply.Err, errno: errno, flags: reply.Flags}
+		m.mu.Lock()
+		if m.listenErr == nil {
+			m.listenErr = &ListenError{WorkerID: w.id, Network: req.Network, Addr: req.Addr, Err: remote}
+			m.notifyLocked()
+		}
+		m.mu.Unlock()
+		m.emit(Event{Type: EventListenError, WorkerID: w.id, Slot: w.slot, PID: w.pid, Network: req.Network, Addr: req.Addr, Err: remote})
 		return
 	}
 	if fallback != nil {

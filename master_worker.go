@@ -209,7 +209,10 @@ func (w *workerProc) ack(msg *ipc.Msg) {
 func (w *workerProc) markReady() {
 	w.readyOnce.Do(func() {
 		w.setState(StateReady)
+		w.m.mu.Lock()
 		close(w.ready)
+		w.m.notifyLocked()
+		w.m.mu.Unlock()
 		w.m.emit(Event{Type: EventReady, WorkerID: w.id, Slot: w.slot, PID: w.pid})
 	})
 }

@@ -4,6 +4,8 @@ package sockshare_test
 
 import (
 	"context"
+	"errors"
+	"net"
 	"os"
 	"os/signal"
 	"slices"
@@ -290,5 +292,43 @@ func TestShutdownDuringReloadLeavesNoWorker(t *testing.T) {
 	defer cancel()
 	if err := c.m.Reload(ctx); err == nil || ctx.Err() != nil {
 		t.Fatalf("Reload after Run returned: %v (ctx %v); want an immediate error", err, ctx.Err())
+	}
+}
+
+// TestWaitReady: nil once every worker is ready; the first listen error
+// as a *ListenError that errors.Is sees through; ErrStopped after Run.
+func TestWaitReady(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := startCluster(t, sockshare.Config{Workers: 2, Policy: "reuseport"}, "http")
+	if err := c.m.WaitReady(ctx); err != nil {
+		t.Fatalf("WaitReady on a listening cluster: %v", err)
+	}
+	c.stop()
+	if err := c.m.WaitReady(ctx); !errors.Is(err, sockshare.ErrStopped) {
+		t.Fatalf("WaitReady after Run returned: %v; want ErrStopped", err)
+	}
+
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	m, err := sockshare.NewMaster(sockshare.Config{Workers: 2, Policy: "rr", Program: os.Args[0], Args: []string{},
+		Env: append(os.Environ(), roleEnv+"=http", addrEnv+"="+busy.Addr().String())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- m.Run(runCtx) }()
+	defer func() { stop(); <-ran }()
+	var lerr *sockshare.ListenError
+	err = m.WaitReady(ctx)
+	if !errors.As(err, &lerr) || !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("WaitReady with the port in use: %v; want a *ListenError matching EADDRINUSE", err)
+	}
+	if want := "listen " + busy.Addr().String() + ": bind: address already in use"; err.Error() != want {
+		t.Fatalf("error text %q; want %q", err, want)
 	}
 }

@@ -33,7 +33,6 @@ import (
 	"os/signal"
 	"runtime"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -104,66 +103,57 @@ func master(o options, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 
-	var mu sync.Mutex
-	listening := map[int]bool{}
-	printed := false
-	var listenErr error
 	m, err := sockshare.NewMaster(sockshare.Config{
 		Workers:     o.workers,
 		Policy:      string(pol),
 		UDPSteering: o.steer,
 		Logger:      slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		OnEvent: func(e sockshare.Event) {
-			mu.Lock()
-			defer mu.Unlock()
-			switch e.Type {
-			case sockshare.EventListening:
-				listening[e.WorkerID] = true
-				if !printed && len(listening) >= o.workers {
-					printed = true
-					fmt.Fprintf(stdout, "listening on %s policy=%s workers=%d\n", e.Addr, e.Policy, o.workers)
-				}
-			case sockshare.EventListenError:
-				if listenErr == nil {
-					listenErr = e.Err
-					cancel(e.Err)
-				}
-			}
-		},
 	})
 	if err != nil {
 		return fail(err)
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-hup:
-				if err := m.Reload(ctx); err != nil && ctx.Err() == nil {
-					fmt.Fprintf(stderr, "udpecho: reload: %v\n", err)
-				}
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	err = m.Run(ctx)
-	mu.Lock()
-	lerr := listenErr
-	mu.Unlock()
-	if lerr != nil {
-		return fail(fmt.Errorf("listen %s: %w", o.addr, lerr))
+	go reloadOnHUP(ctx, m, stderr)
+	ran := make(chan error, 1)
+	go func() { ran <- m.Run(ctx) }()
+
+	// One line once every worker listens, naming the policy actually used
+	// (rr falls back to shared on UDP); a listen error stops everything
+	// with status 2.
+	var lerr *sockshare.ListenError
+	switch err := m.WaitReady(ctx); {
+	case errors.As(err, &lerr):
+		cancel()
+		<-ran
+		return fail(lerr)
+	case err == nil:
+		li := m.Listeners()[0]
+		fmt.Fprintf(stdout, "listening on %s policy=%s workers=%d\n", li.Addr, li.Policy, o.workers)
 	}
-	if err != nil {
+	if err := <-ran; err != nil {
 		fmt.Fprintf(stderr, "udpecho: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// reloadOnHUP replaces every worker on each SIGHUP until ctx ends.
+func reloadOnHUP(ctx context.Context, m *sockshare.Master, stderr io.Writer) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			if err := m.Reload(ctx); err != nil && ctx.Err() == nil {
+				fmt.Fprintf(stderr, "udpecho: reload: %v\n", err)
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func worker(o options, stderr io.Writer) int {
