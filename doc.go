@@ -35,8 +35,8 @@
 // exits.
 //
 // Workers never outlive the master: when the IPC channel reaches EOF the
-// worker sends itself SIGTERM and, if it is still alive after the grace
-// period, SIGKILL; on Linux the master also sets the parent-death signal.
+// worker sends itself SIGTERM and, if it is still alive after OrphanGrace
+// (500 ms), SIGKILL; on Linux the master also sets the parent-death signal.
 //
 // The library never prints, never exits the process on its own behalf
 // (apart from the master-loss rule above) and never installs signal

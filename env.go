@@ -8,7 +8,6 @@ const (
 	envSlot      = "SOCKSHARE_WORKER_SLOT"
 	envIPCFD     = "SOCKSHARE_WORKER_IPC_FD"
 	envMasterPID = "SOCKSHARE_WORKER_MASTER_PID"
-	envGrace     = "SOCKSHARE_WORKER_GRACE"
 )
 
-var allMarkers = []string{envWorkerID, envSlot, envIPCFD, envMasterPID, envGrace}
+var allMarkers = []string{envWorkerID, envSlot, envIPCFD, envMasterPID}

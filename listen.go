@@ -2,6 +2,7 @@ package sockshare
 
 import (
 	"fmt"
+	"time"
 
 	"context"
 	"github.com/sockshare/sockshare/policy"
@@ -151,9 +152,15 @@ func HandleMessages(h func(payload []byte)) {
 	self.setHandler(h)
 }
 
+// OrphanGrace is how long a worker whose master is gone may drain after
+// the SIGTERM it sends itself, before it sends itself SIGKILL. It is short
+// on purpose: an orphan cannot be supervised, and while it drains it holds
+// the address (shared, reuseport), so a restarted master could not bind it.
+const OrphanGrace = 500 * time.Millisecond
+
 // MasterGone returns a channel closed when the connection to the master is
-// lost; the worker then terminates itself (SIGTERM, then SIGKILL after the
-// grace period). Outside a worker it returns nil.
+// lost; the worker then terminates itself (SIGTERM, then SIGKILL after
+// OrphanGrace). Outside a worker it returns nil.
 func MasterGone() <-chan struct{} {
 	if self == nil {
 		return nil

@@ -178,7 +178,6 @@ func (m *Master) workerEnv(id, slot int) []string {
 		envSlot+"="+strconv.Itoa(slot),
 		envIPCFD+"=3",
 		envMasterPID+"="+strconv.Itoa(os.Getpid()),
-		envGrace+"="+m.cfg.ShutdownTimeout.String(),
 	)
 }
 

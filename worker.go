@@ -30,7 +30,6 @@ func init() { self = startWorker() }
 type workerState struct {
 	id, slot  int
 	masterPID int
-	grace     time.Duration
 	conn      *net.UnixConn
 	seq       atomic.Uint32
 
@@ -70,8 +69,7 @@ func startWorker() *workerState {
 	slot, err2 := strconv.Atoi(vals[envSlot])
 	fd, err3 := strconv.Atoi(vals[envIPCFD])
 	mpid, err4 := strconv.Atoi(vals[envMasterPID])
-	grace, err5 := time.ParseDuration(vals[envGrace])
-	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		// Malformed markers: this is not a worker we can serve.
 		return nil
 	}
@@ -84,7 +82,7 @@ func startWorker() *workerState {
 		return nil
 	}
 	w := &workerState{
-		id: id, slot: slot, masterPID: mpid, grace: grace, conn: conn,
+		id: id, slot: slot, masterPID: mpid, conn: conn,
 		calls:     map[uint32]chan listenReply{},
 		listeners: map[uint32]*tcp.HandoffListener{},
 		nth:       map[string]uint32{},
@@ -122,7 +120,8 @@ func (w *workerState) send(m *ipc.Msg, fds []int) error {
 
 // masterLost ends the worker: the master is gone, nobody will hand it
 // work or supervise it. SIGTERM lets the program drain like any shutdown;
-// SIGKILL after the grace period makes sure it does not outlive the master.
+// SIGKILL after OrphanGrace makes sure it does not outlive the master for
+// long.
 func (w *workerState) masterLost() {
 	w.goneOnce.Do(func() {
 		close(w.gone)
@@ -134,7 +133,7 @@ func (w *workerState) masterLost() {
 		w.mu.Unlock()
 		pid := os.Getpid()
 		syscall.Kill(pid, syscall.SIGTERM)
-		time.AfterFunc(w.grace, func() { syscall.Kill(pid, syscall.SIGKILL) })
+		time.AfterFunc(OrphanGrace, func() { syscall.Kill(pid, syscall.SIGKILL) })
 	})
 }
 
