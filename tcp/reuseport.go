@@ -2,7 +2,6 @@ package tcp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -18,11 +17,10 @@ import (
 // never accepts on them and keeps them out of its netpoller, so incoming
 // connections do not wake it.
 type ReusePortGroup struct {
-	mu      sync.Mutex
+	grow    sync.Mutex // serialises growing
 	network string
 	addr    net.Addr // the bound address, with the real port
-	fds     []int    // by slot, held
-	closed  bool
+	held    sockfd.Group
 }
 
 // NewReusePortGroup binds slots sockets to address, in slot order (the
@@ -32,40 +30,32 @@ func NewReusePortGroup(ctx context.Context, network, address string, slots int) 
 	if slots < 1 {
 		return nil, fmt.Errorf("tcp: reuseport group needs at least one slot, got %d", slots)
 	}
-	g := &ReusePortGroup{network: network}
 	lc := reuse.ListenConfig()
 	first, err := lc.Listen(ctx, network, address)
 	if err != nil {
 		return nil, err
 	}
-	g.addr = first.Addr()
-	if err := g.add(first); err != nil {
+	g := &ReusePortGroup{network: network, addr: first.Addr()}
+	if err := g.held.Add(first.(*net.TCPListener)); err != nil {
 		return nil, err
 	}
-	if err := g.grow(ctx, slots); err != nil {
+	if err := g.growTo(ctx, slots); err != nil {
 		g.Close()
 		return nil, err
 	}
 	return g, nil
 }
 
-func (g *ReusePortGroup) add(ln net.Listener) error {
-	fd, err := sockfd.HoldFD(ln.(*net.TCPListener))
-	if err != nil {
-		return err
-	}
-	g.fds = append(g.fds, fd)
-	return nil
-}
-
-func (g *ReusePortGroup) grow(ctx context.Context, slots int) error {
+func (g *ReusePortGroup) growTo(ctx context.Context, slots int) error {
+	g.grow.Lock()
+	defer g.grow.Unlock()
 	lc := reuse.ListenConfig()
-	for len(g.fds) < slots {
+	for g.held.Len() < slots {
 		ln, err := lc.Listen(ctx, g.network, g.addr.String())
 		if err != nil {
 			return err
 		}
-		if err := g.add(ln); err != nil {
+		if err := g.held.Add(ln.(*net.TCPListener)); err != nil {
 			return err
 		}
 	}
@@ -78,44 +68,20 @@ func (g *ReusePortGroup) Addr() net.Addr { return g.addr }
 // FD returns slot's listening descriptor, opening sockets up to slot if
 // the group is smaller. The descriptor stays owned by the group.
 func (g *ReusePortGroup) FD(slot int) (int, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
-		return -1, net.ErrClosed
-	}
 	if slot < 0 {
 		return -1, fmt.Errorf("tcp: negative slot %d", slot)
 	}
-	if slot >= len(g.fds) {
-		if err := g.grow(context.Background(), slot+1); err != nil {
+	if slot >= g.held.Len() {
+		if err := g.growTo(context.Background(), slot+1); err != nil {
 			return -1, err
 		}
 	}
-	return g.fds[slot], nil
+	return g.held.FD(slot)
 }
 
 // Len returns the number of sockets in the group.
-func (g *ReusePortGroup) Len() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.fds)
-}
+func (g *ReusePortGroup) Len() int { return g.held.Len() }
 
 // Close closes every socket of the group. Connections queued on a socket no
 // worker holds any more are reset by the kernel.
-func (g *ReusePortGroup) Close() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
-		return nil
-	}
-	g.closed = true
-	var errs []error
-	for _, fd := range g.fds {
-		if err := sockfd.CloseFD(fd); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	g.fds = nil
-	return errors.Join(errs...)
-}
+func (g *ReusePortGroup) Close() error { return g.held.Close() }

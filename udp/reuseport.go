@@ -2,12 +2,10 @@ package udp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"github.com/sockshare/sockshare/internal/sockfd"
 	"net"
 	"os"
-	"sync"
 
 	"github.com/sockshare/sockshare/reuse"
 )
@@ -17,10 +15,8 @@ import (
 // The group owns the sockets and keeps them out of this process's
 // netpoller (see [ReusePortGroup.FD]).
 type ReusePortGroup struct {
-	mu     sync.Mutex
-	addr   net.Addr
-	fds    []int // by slot, held: never read here
-	closed bool
+	addr net.Addr
+	held sockfd.Group // by slot: never read here
 }
 
 // NewReusePortGroup binds slots sockets to address. With steer, it attaches
@@ -66,11 +62,9 @@ func NewReusePortGroup(ctx context.Context, network, address string, slots int, 
 	for len(conns) > 0 {
 		c := conns[0]
 		conns = conns[1:]
-		fd, err := sockfd.HoldFD(c)
-		if err != nil {
+		if err := g.held.Add(c); err != nil {
 			return nil, err
 		}
-		g.fds = append(g.fds, fd)
 	}
 	return g, nil
 }
@@ -83,34 +77,15 @@ func (g *ReusePortGroup) Addr() net.Addr { return g.addr }
 // not in this process's netpoller: datagrams for it do not wake this
 // process, and only the workers it is sent to read it.
 func (g *ReusePortGroup) FD(slot int) (int, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
-		return -1, net.ErrClosed
+	fd, err := g.held.FD(slot)
+	if err != nil {
+		return -1, fmt.Errorf("udp: %w", err)
 	}
-	if slot < 0 || slot >= len(g.fds) {
-		return -1, fmt.Errorf("udp: slot %d outside a group of %d", slot, len(g.fds))
-	}
-	return g.fds[slot], nil
+	return fd, nil
 }
 
 // Close closes every socket of the group.
-func (g *ReusePortGroup) Close() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
-		return nil
-	}
-	g.closed = true
-	var errs []error
-	for _, fd := range g.fds {
-		if err := sockfd.CloseFD(fd); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	g.fds = nil
-	return errors.Join(errs...)
-}
+func (g *ReusePortGroup) Close() error { return g.held.Close() }
 
 // FilePacketConn turns a datagram descriptor received from the master into
 // a *net.UDPConn. It takes ownership of fd and closes it (the connection

@@ -11,6 +11,7 @@
 package sockfd
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -87,4 +88,66 @@ func (h *Held) Close() error {
 	}
 	h.closed = true
 	return closeFD(h.fd)
+}
+
+// Group is a list of held sockets indexed by slot: the members of a
+// reuseport group, in the order they joined it.
+type Group struct {
+	mu     sync.Mutex
+	fds    []int
+	closed bool
+}
+
+// Add holds c (see Hold) as the next slot.
+func (g *Group) Add(c Conn) error {
+	fd, err := HoldFD(c)
+	if err != nil {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		closeFD(fd)
+		return net.ErrClosed
+	}
+	g.fds = append(g.fds, fd)
+	return nil
+}
+
+// FD returns slot's descriptor; it stays owned by g.
+func (g *Group) FD(slot int) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return -1, net.ErrClosed
+	}
+	if slot < 0 || slot >= len(g.fds) {
+		return -1, fmt.Errorf("slot %d outside a group of %d", slot, len(g.fds))
+	}
+	return g.fds[slot], nil
+}
+
+// Len is the number of sockets in g.
+func (g *Group) Len() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.fds)
+}
+
+// Close closes every socket of g. It is idempotent.
+func (g *Group) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil
+	}
+	g.closed = true
+	var errs []error
+	for _, fd := range g.fds {
+		if err := closeFD(fd); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	g.fds = nil
+	return errors.Join(errs...)
 }

@@ -49,3 +49,45 @@ func TestHoldLeavesThePoller(t *testing.T) {
 		t.Fatalf("fds: %d before, %d after", len(before), len(after))
 	}
 }
+
+func TestGroup(t *testing.T) {
+	before, _ := os.ReadDir("/proc/self/fd")
+	var g Group
+	for range 2 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Add(ln.(*net.TCPListener)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, errA := g.FD(0)
+	b, errB := g.FD(1)
+	if errA != nil || errB != nil || a == b || g.Len() != 2 {
+		t.Fatalf("FD(0)=%d,%v FD(1)=%d,%v Len=%d", a, errA, b, errB, g.Len())
+	}
+	if _, err := g.FD(2); err == nil {
+		t.Fatal("FD(2) of a group of 2 succeeded")
+	}
+	if _, err := g.FD(-1); err == nil {
+		t.Fatal("FD(-1) succeeded")
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := g.FD(0); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("FD after Close: %v", err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	if err := g.Add(ln.(*net.TCPListener)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Add after Close: %v", err)
+	}
+	after, _ := os.ReadDir("/proc/self/fd")
+	if len(after) != len(before) {
+		t.Fatalf("fds: %d before, %d after", len(before), len(after))
+	}
+}
