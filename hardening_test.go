@@ -54,24 +54,6 @@ func init() {
 	roles["privileged-worker"] = privilegedWorker
 }
 
-// logSink is a goroutine-safe buffer for a master's slog output.
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
 // workerInSlot returns the running worker of slot, failing the test if
 // there is none.
 func workerInSlot(t *testing.T, c *cluster, slot int) sockshare.WorkerInfo {

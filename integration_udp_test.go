@@ -4,7 +4,6 @@ package sockshare_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -348,24 +347,6 @@ func TestUDPSteeringSpreadsOneFlow(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestUDPConnectionPolicyFallsBackOnce: rr and leastconn, asked for by
 // the master or by a worker's ListenConfig, serve UDP as shared; the
 // fallback is one EventFallback and one Warn line for the group, not one
@@ -380,7 +361,7 @@ func TestUDPConnectionPolicyFallsBackOnce(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var log syncBuffer
+			var log logSink
 			cfg := sockshare.Config{
 				Workers: 2, Policy: tc.master,
 				Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelWarn})),
