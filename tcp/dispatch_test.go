@@ -18,12 +18,13 @@ import (
 // descriptor, as SCM_RIGHTS would, into a HandoffListener, and an Acker
 // that reports straight back to the dispatcher.
 type inproc struct {
-	d      *Dispatcher
-	m      *Member
-	hl     *HandoffListener
-	mu     sync.Mutex
-	dead   bool
-	closed int
+	d         *Dispatcher
+	m         *Member
+	hl        *HandoffListener
+	mu        sync.Mutex
+	dead      bool
+	closed    int
+	delivered sync.WaitGroup // deliveries in flight
 }
 
 func (w *inproc) SendConns(ids []uint64, fds []int) error {
@@ -41,7 +42,11 @@ func (w *inproc) SendConns(ids []uint64, fds []int) error {
 		}
 		dups[i] = n
 	}
-	go w.hl.Deliver(ids, dups) // as if over the socket: asynchronously
+	w.delivered.Add(1)
+	go func() { // as if over the socket: asynchronously
+		defer w.delivered.Done()
+		w.hl.Deliver(ids, dups)
+	}()
 	return nil
 }
 
@@ -71,10 +76,17 @@ func newDispatcher(t *testing.T, pick policy.Name, window, maxPending int) *Disp
 	return d
 }
 
-func addWorker(d *Dispatcher, slot int) *inproc {
+// addWorker adds an in-process worker. When the test ends it closes the
+// worker's listener and waits for its deliveries, so no descriptor of one
+// test is still open, or closed late, in the next one.
+func addWorker(t *testing.T, d *Dispatcher, slot int) *inproc {
 	w := &inproc{d: d}
 	w.hl = NewHandoffListener(d.Addr(), d.Window(), d.TracksClose(), w)
 	w.m = d.Add(slot, w)
+	t.Cleanup(func() {
+		w.delivered.Wait()
+		w.hl.Close()
+	})
 	return w
 }
 
@@ -137,7 +149,7 @@ func waitStats(t *testing.T, d *Dispatcher, what string, cond func(Stats) bool) 
 
 func TestDispatchRoundRobinExact(t *testing.T) {
 	d := newDispatcher(t, policy.RR, 8, 64)
-	a, b := addWorker(d, 0), addWorker(d, 1)
+	a, b := addWorker(t, d, 0), addWorker(t, d, 1)
 	go serve(a)
 	go serve(b)
 	for i := range 200 {
@@ -153,7 +165,7 @@ func TestDispatchRoundRobinExact(t *testing.T) {
 
 func TestDispatchNoFDLeak(t *testing.T) {
 	d := newDispatcher(t, policy.RR, 16, 64)
-	a, b := addWorker(d, 0), addWorker(d, 1)
+	a, b := addWorker(t, d, 0), addWorker(t, d, 1)
 	go serve(a)
 	go serve(b)
 	if err := ping(t, d.Addr().String()); err != nil {
@@ -183,7 +195,7 @@ func TestDispatchNoFDLeak(t *testing.T) {
 // A worker that dies with connections in its window: they go to the other.
 func TestDispatchRemoveRedispatches(t *testing.T) {
 	d := newDispatcher(t, policy.RR, 8, 64)
-	stalled, live := addWorker(d, 0), addWorker(d, 1)
+	stalled, live := addWorker(t, d, 0), addWorker(t, d, 1)
 	go serve(live)
 	errs := make(chan error, 6)
 	for range 6 {
@@ -207,7 +219,7 @@ func TestDispatchRemoveRedispatches(t *testing.T) {
 // Closing a listener hands its queue back: nothing is lost.
 func TestDispatchListenerCloseReturns(t *testing.T) {
 	d := newDispatcher(t, policy.RR, 8, 64)
-	closing, live := addWorker(d, 0), addWorker(d, 1)
+	closing, live := addWorker(t, d, 0), addWorker(t, d, 1)
 	go serve(live)
 	errs := make(chan error, 6)
 	for range 6 {
@@ -232,7 +244,7 @@ func TestDispatchListenerCloseReturns(t *testing.T) {
 // rest waits in the kernel backlog.
 func TestDispatchBackpressure(t *testing.T) {
 	d := newDispatcher(t, policy.RR, 2, 5)
-	w := addWorker(d, 0) // never accepts
+	w := addWorker(t, d, 0) // never accepts
 	var conns []net.Conn
 	defer func() {
 		for _, c := range conns {
@@ -266,7 +278,7 @@ func TestDispatchBackpressure(t *testing.T) {
 // leastconn sends new connections to the worker with fewer open ones.
 func TestDispatchLeastConn(t *testing.T) {
 	d := newDispatcher(t, policy.LeastConn, 8, 64)
-	busy, idle := addWorker(d, 0), addWorker(d, 1)
+	busy, idle := addWorker(t, d, 0), addWorker(t, d, 1)
 	// Three connections: ties rotate, so busy gets the 1st and 3rd, idle
 	// the 2nd. busy keeps both open. Two, not one: a ping's close report
 	// may lag the next ping, and idle must still have fewer open.
@@ -309,7 +321,7 @@ func TestDispatchCloseCountsDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := addWorker(d, 0)
+	w := addWorker(t, d, 0)
 	var conns []net.Conn
 	for range 10 {
 		c, err := net.Dial("tcp", d.Addr().String())
