@@ -390,7 +390,7 @@ func TestFDsAfterManyHandoffs(t *testing.T) {
 	if _, errs := tally(load(c.addr, "/", 100, 8)); len(errs) > 0 {
 		t.Fatal(errs[0])
 	}
-	before := openFDs(t)
+	before := settledFDs(t, c)
 	n := 10000
 	if testing.Short() {
 		n = 2000
@@ -398,22 +398,35 @@ func TestFDsAfterManyHandoffs(t *testing.T) {
 	if _, errs := tally(load(c.addr, "/", n, 16)); len(errs) > 0 {
 		t.Fatalf("%d failed, first: %v", len(errs), errs[0])
 	}
-	// Every connection was answered, so every handoff was taken; the acks
-	// that close the master's copies may still be in flight.
-	var after int
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		after = openFDs(t)
-		inflight := 0
-		for _, w := range c.m.Workers() {
-			inflight += w.Inflight
-		}
-		if (inflight == 0 && after-before <= 2) || time.Now().After(deadline) {
-			break
-		}
-		runtime_Gosched()
-	}
+	after := settledFDs(t, c)
 	if d := after - before; d > 2 || d < -2 {
 		t.Fatalf("master fds: %d before, %d after %d handoffs", before, after, n)
+	}
+}
+
+// settledFDs counts the master's descriptors once it holds no handed
+// connection: every connection was answered, but the acknowledgements that
+// close the master's copies may still be on their way, so wait (bounded)
+// until nothing is pending or in flight and the count is stable.
+func settledFDs(t *testing.T, c *cluster) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		busy := 0
+		for _, li := range c.m.Listeners() {
+			busy += li.Pending + li.Inflight
+		}
+		if busy == 0 {
+			n := openFDs(t)
+			runtime_Gosched()
+			if openFDs(t) == n {
+				return n
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the master still holds %d handed connections after 10s", busy)
+		}
+		runtime_Gosched()
 	}
 }
 
