@@ -107,7 +107,8 @@ type Dispatcher struct {
 	members []*Member
 	pending []handoff // FIFO; returned connections go to the front
 	nextID  uint64
-	cands   []policy.Candidate
+	cands   []policy.Candidate // scratch for pickLocked, with candMem
+	candMem []*Member
 	stats   Stats
 	closed  bool
 
@@ -414,8 +415,7 @@ func (d *Dispatcher) pumpLocked() []send {
 }
 
 func (d *Dispatcher) pickLocked() *Member {
-	d.cands = d.cands[:0]
-	idx := make([]*Member, 0, len(d.members))
+	d.cands, d.candMem = d.cands[:0], d.candMem[:0]
 	for _, m := range d.members {
 		if m.draining || m.gone {
 			continue
@@ -426,13 +426,13 @@ func (d *Dispatcher) pickLocked() *Member {
 			Active:   m.active,
 			Credit:   d.cfg.Window - len(m.inflight),
 		})
-		idx = append(idx, m)
+		d.candMem = append(d.candMem, m)
 	}
 	k := d.cfg.Picker.Pick(d.cands)
-	if k < 0 || k >= len(idx) {
+	if k < 0 || k >= len(d.candMem) {
 		return nil
 	}
-	return idx[k]
+	return d.candMem[k]
 }
 
 // flush sends the handoffs outside the lock. A worker that cannot be
