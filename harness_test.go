@@ -329,3 +329,43 @@ func (s *logSink) String() string {
 	defer s.mu.Unlock()
 	return s.buf.String()
 }
+
+// steadyLoad runs conc clients making one-request connections to path until
+// stop is closed (or a bound of requests is reached). warmed is closed once
+// warm results are in; results waits for the clients and returns them all.
+func steadyLoad(addr, path string, conc, warm int, stop <-chan struct{}) (warmed <-chan struct{}, results func() []result) {
+	var (
+		mu   sync.Mutex
+		all  []result
+		wg   sync.WaitGroup
+		once sync.Once
+	)
+	w := make(chan struct{})
+	if warm <= 0 {
+		close(w)
+	}
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; n < 20000; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r := get(addr, path)
+				mu.Lock()
+				all = append(all, r)
+				if warm > 0 && len(all) >= warm {
+					once.Do(func() { close(w) })
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	return w, func() []result {
+		wg.Wait()
+		return all
+	}
+}

@@ -218,36 +218,8 @@ func runtime_Gosched() { time.Sleep(time.Millisecond) }
 func TestWorkerKilledUnderLoad(t *testing.T) {
 	c := startCluster(t, sockshare.Config{Workers: 2, Policy: "rr"}, "http")
 	const conc = 8
-	var (
-		mu      sync.Mutex
-		all     []result
-		stop    = make(chan struct{})
-		wg      sync.WaitGroup
-		started = make(chan struct{}, 1)
-	)
-	for range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := 0; n < 5000; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				r := get(c.addr, "/work?sleep_ms=2")
-				mu.Lock()
-				all = append(all, r)
-				if len(all) == 200 {
-					select {
-					case started <- struct{}{}:
-					default:
-					}
-				}
-				mu.Unlock()
-			}
-		}()
-	}
+	stop := make(chan struct{})
+	started, results := steadyLoad(c.addr, "/work?sleep_ms=2", conc, 200, stop)
 	<-started
 	victim := c.m.Workers()[0]
 	killed := time.Now()
@@ -267,7 +239,7 @@ func TestWorkerKilledUnderLoad(t *testing.T) {
 		t.Errorf("slot %d came back after %v; want within 1s", victim.Slot, d)
 	}
 	close(stop)
-	wg.Wait()
+	all := results()
 	var failed int
 	for _, r := range all {
 		if r.err != nil {

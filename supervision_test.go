@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,37 +22,6 @@ func init() {
 	roles["stall-all"] = stallAllWorker
 }
 
-// steadyLoad runs conc clients making one-request connections until stop
-// is closed (or a bound of requests is reached) and returns every result.
-func steadyLoad(addr string, conc int, stop <-chan struct{}) func() []result {
-	var (
-		mu  sync.Mutex
-		all []result
-		wg  sync.WaitGroup
-	)
-	for range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := 0; n < 20000; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				r := get(addr, "/")
-				mu.Lock()
-				all = append(all, r)
-				mu.Unlock()
-			}
-		}()
-	}
-	return func() []result {
-		wg.Wait()
-		return all
-	}
-}
-
 // TestReloadUnderLoad: a rolling reload under continuous load replaces
 // every worker and no request fails, under every policy.
 func TestReloadUnderLoad(t *testing.T) {
@@ -62,7 +30,7 @@ func TestReloadUnderLoad(t *testing.T) {
 			c := startCluster(t, sockshare.Config{Workers: 2, Policy: string(p)}, "http")
 			before := c.m.Workers()
 			stop := make(chan struct{})
-			results := steadyLoad(c.addr, 16, stop)
+			_, results := steadyLoad(c.addr, "/", 16, 0, stop)
 			// Let the load reach every worker before reloading.
 			if r := get(c.addr, "/"); r.err != nil {
 				t.Fatal(r.err)
