@@ -6,58 +6,81 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// DrainTimeout bounds how long ServeHTTP waits, after closing the listener,
-// for accepted connections to deliver their first request.
+// DrainTimeout is ServeHTTP's drain window: how long, after closing the
+// listener, it lets the connections it holds send one more request (which
+// is answered with Connection: close) before it closes those still idle.
 const DrainTimeout = 5 * time.Second
 
-// ServeHTTP serves srv on ln until ctx ends, then shuts down without
-// dropping a connection the listener already accepted, and returns nil
-// (or the error that stopped serving).
+// drainWindow is DrainTimeout; tests shorten it.
+var drainWindow = DrainTimeout
+
+// ServeHTTP serves srv on ln until ctx ends, then drains without failing a
+// request, and returns nil (or the error that stopped serving).
 //
-// Why not just srv.Shutdown: http.Server closes, unanswered, any connection
-// whose first request it reads after Shutdown has begun. A connection
-// accepted a moment before the shutdown is such a connection, and its
-// client sees EOF, which defeats a rolling reload. ServeHTTP closes the
-// listener first (under rr and leastconn the connections handed but not yet
-// accepted go back to the master for another worker; under shared and
-// reuseport they stay queued on the socket for the others), waits until
-// every accepted connection has reached its handler or closed, at most
-// DrainTimeout, then calls srv.Shutdown with shutdownTimeout.
+// Draining, in order:
 //
-// ServeHTTP sets srv.ConnState and srv.ConnContext, chaining any the caller
-// set. Idle keep-alive connections are closed by Shutdown as usual; an
-// HTTP/1.1 client may then see EOF on a request it sends at that instant,
-// which it is expected to retry.
+//  1. Every response from then on carries Connection: close. An HTTP/1.1
+//     client learns from it, before it sends again, that the connection is
+//     done, and opens a new one (to another worker). On HTTP/2 Go's server
+//     turns the header into a GOAWAY and lets the streams in flight finish.
+//  2. The listener is closed: under rr and leastconn the connections handed
+//     but not yet accepted go back to the master for another worker; under
+//     shared and reuseport they stay queued on the socket for the others.
+//  3. For up to DrainTimeout ServeHTTP waits until every connection has
+//     closed. An idle keep-alive connection is not closed at once, because
+//     its client may be writing its next request at that very instant and
+//     would see EOF or a reset for a request it cannot know was not served
+//     (wrk, ab -k and pools that do not retry a POST count it as failed).
+//     It gets the chance to send that request instead, and the answer
+//     closes it. A connection accepted whose first request has not arrived
+//     is answered the same way.
+//  4. Then srv.Shutdown, bounded by shutdownTimeout: it closes the HTTP/1
+//     connections still idle (idle for the whole window: the one residual
+//     case, see docs/LIFECYCLE.md), sends GOAWAY on HTTP/2 connections and
+//     waits for the handlers still running. It starts as soon as only
+//     HTTP/2 connections are left, since GOAWAY loses nothing.
+//
+// A bare srv.Shutdown does none of this: it closes idle connections at
+// once, and closes unanswered any connection whose request it reads after
+// it began, including one accepted a moment before.
+//
+// ServeHTTP sets srv.ConnState, srv.ConnContext and srv.Handler, chaining
+// any the caller set. A handler may remove the Connection: close header
+// during a drain; its connection then stays open until the deadline.
 func ServeHTTP(ctx context.Context, srv *http.Server, ln net.Listener, shutdownTimeout time.Duration) error {
-	t := &connTracker{pending: map[net.Conn]bool{}, changed: make(chan struct{}, 1)}
+	d := &httpDrain{conns: map[net.Conn]*drainConn{}, changed: make(chan struct{}, 1)}
 	userState, userCtx := srv.ConnState, srv.ConnContext
-	srv.ConnState = func(c net.Conn, s http.ConnState) {
-		switch s {
-		case http.StateNew:
-			t.add(c)
-		case http.StateClosed, http.StateHijacked:
-			t.done(c)
-		}
-		if userState != nil {
-			userState(c, s)
-		}
-	}
+	// ConnContext runs before StateNew, on the accepting goroutine.
 	srv.ConnContext = func(cctx context.Context, c net.Conn) context.Context {
 		if userCtx != nil {
 			cctx = userCtx(cctx, c)
 		}
-		return context.WithValue(cctx, trackerKey{}, c)
+		return context.WithValue(cctx, drainKey{}, d.add(c))
+	}
+	srv.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateClosed || s == http.StateHijacked {
+			d.remove(c)
+		}
+		if userState != nil {
+			userState(c, s)
+		}
 	}
 	h := srv.Handler
 	if h == nil {
 		h = http.DefaultServeMux
 	}
 	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c, ok := r.Context().Value(trackerKey{}).(net.Conn); ok {
-			t.done(c)
+		if r.ProtoMajor == 2 {
+			if dc, ok := r.Context().Value(drainKey{}).(*drainConn); ok {
+				d.markHTTP2(dc)
+			}
+		}
+		if d.draining.Load() {
+			w.Header().Set("Connection", "close")
 		}
 		h.ServeHTTP(w, r)
 	})
@@ -72,55 +95,95 @@ func ServeHTTP(ctx context.Context, srv *http.Server, ln net.Listener, shutdownT
 		return err
 	case <-ctx.Done():
 	}
+	// Draining before closing the listener: a connection accepted from now
+	// on is answered with Connection: close too.
+	d.draining.Store(true)
 	ln.Close()
-	<-served // Serve returns once Accept fails
-	t.wait(DrainTimeout)
+	<-served // Serve returns once Accept fails; its connections go on
+	d.wait(drainWindow)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	return srv.Shutdown(sctx)
 }
 
-type trackerKey struct{}
+type drainKey struct{}
 
-// connTracker counts connections accepted whose first request has not yet
-// reached a handler.
-type connTracker struct {
+// httpDrain tracks ServeHTTP's open connections, and how many of them are
+// not known to speak HTTP/2.
+type httpDrain struct {
+	draining atomic.Bool
+
 	mu      sync.Mutex
-	pending map[net.Conn]bool
+	conns   map[net.Conn]*drainConn
+	http1   int // conns not marked HTTP/2: new, or HTTP/1
 	changed chan struct{}
 }
 
-func (t *connTracker) add(c net.Conn) {
-	t.mu.Lock()
-	t.pending[c] = true
-	t.mu.Unlock()
+type drainConn struct {
+	c     net.Conn
+	http2 atomic.Bool
 }
 
-func (t *connTracker) done(c net.Conn) {
-	t.mu.Lock()
-	delete(t.pending, c)
-	n := len(t.pending)
-	t.mu.Unlock()
-	if n == 0 {
-		select {
-		case t.changed <- struct{}{}:
-		default:
+func (d *httpDrain) add(c net.Conn) *drainConn {
+	dc := &drainConn{c: c}
+	d.mu.Lock()
+	d.conns[c] = dc
+	d.http1++
+	d.mu.Unlock()
+	return dc
+}
+
+// remove forgets c. HTTP/2 reports states of its own for the same conn
+// (TLS) or for a wrapper of it (h2c); the HTTP/1 layer's StateClosed comes
+// last, and a conn not in the map is ignored.
+func (d *httpDrain) remove(c net.Conn) {
+	d.mu.Lock()
+	dc, ok := d.conns[c]
+	if ok {
+		delete(d.conns, c)
+		if !dc.http2.Load() {
+			d.http1--
 		}
+	}
+	d.mu.Unlock()
+	if ok {
+		d.poke()
 	}
 }
 
-func (t *connTracker) wait(limit time.Duration) {
+func (d *httpDrain) markHTTP2(dc *drainConn) {
+	if dc.http2.Load() {
+		return
+	}
+	d.mu.Lock()
+	// Count it only while it is still tracked (remove takes the lock).
+	if !dc.http2.Swap(true) && d.conns[dc.c] == dc {
+		d.http1--
+	}
+	d.mu.Unlock()
+	d.poke()
+}
+
+func (d *httpDrain) poke() {
+	select {
+	case d.changed <- struct{}{}:
+	default:
+	}
+}
+
+// wait returns when no connection but HTTP/2 ones is left, or after limit.
+func (d *httpDrain) wait(limit time.Duration) {
 	timer := time.NewTimer(limit)
 	defer timer.Stop()
 	for {
-		t.mu.Lock()
-		n := len(t.pending)
-		t.mu.Unlock()
+		d.mu.Lock()
+		n := d.http1
+		d.mu.Unlock()
 		if n == 0 {
 			return
 		}
 		select {
-		case <-t.changed:
+		case <-d.changed:
 		case <-timer.C:
 			return
 		}
