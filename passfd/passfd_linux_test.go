@@ -1,10 +1,16 @@
 package passfd
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"runtime"
 	"testing"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -79,4 +85,92 @@ func limitLeaving(t *testing.T, free int) int {
 			}
 		}
 	}
+}
+
+// cloexecChildEnv marks the child process in which TestRecvCloseOnExec runs
+// under refuseRecvmsgWithoutCloexec's filter.
+const cloexecChildEnv = "PASSFD_TEST_CLOEXEC_CHILD"
+
+// inCloexecChild runs the calling test again in a child process (this test
+// binary, the test selected by name) and reports true in the parent, whose
+// work is then done: it has failed the test if the child did. In the child
+// it installs refuseRecvmsgWithoutCloexec's filter and reports false, so
+// the test goes on to its body. Where the kernel has no seccomp filters the
+// child skips, and the parent reports false and runs the body itself.
+func inCloexecChild(t *testing.T) (parentDone bool) {
+	t.Helper()
+	if os.Getenv(cloexecChildEnv) != "" {
+		if err := refuseRecvmsgWithoutCloexec(); err != nil {
+			t.Skipf("no seccomp filter: %v", err)
+		}
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), cloexecChildEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	switch {
+	case err != nil:
+		t.Fatalf("%s under a seccomp filter that refuses recvmsg without MSG_CMSG_CLOEXEC: %v\n%s", t.Name(), err, out)
+	case bytes.Contains(out, []byte("--- SKIP: "+t.Name())):
+		t.Logf("child skipped, running without the filter:\n%s", out)
+		return false
+	case !bytes.Contains(out, []byte("--- PASS: "+t.Name())):
+		t.Fatalf("the child did not run %s:\n%s", t.Name(), out)
+	}
+	return true
+}
+
+// refuseRecvmsgWithoutCloexec makes every later recvmsg of this process, on
+// every thread, that lacks MSG_CMSG_CLOEXEC fail with EPERM. Setting
+// FD_CLOEXEC after recvmsg returns instead (as Go does where the kernel has
+// no MSG_CMSG_CLOEXEC) leaves a window in which a concurrent fork+exec
+// inherits the fd; no check of the flags after Recv returns can see that.
+// It cannot be undone: call it only in a child process.
+func refuseRecvmsgWithoutCloexec() error {
+	var arch uint32
+	switch runtime.GOARCH {
+	case "amd64":
+		arch = unix.AUDIT_ARCH_X86_64
+	case "arm64":
+		arch = unix.AUDIT_ARCH_AARCH64
+	default:
+		return fmt.Errorf("no seccomp filter written for %s", runtime.GOARCH)
+	}
+	// struct seccomp_data: int nr; u32 arch; u64 ip; u64 args[6]. The low
+	// half of args[2] (recvmsg's flags) is at 32 on these little-endian
+	// architectures.
+	const (
+		offNr    = 0
+		offArch  = 4
+		offFlags = 16 + 2*8
+	)
+	stmt := func(code uint16, k uint32) unix.SockFilter { return unix.SockFilter{Code: code, K: k} }
+	jump := func(code uint16, k uint32, jt, jf uint8) unix.SockFilter {
+		return unix.SockFilter{Code: code, Jt: jt, Jf: jf, K: k}
+	}
+	filter := []unix.SockFilter{
+		stmt(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, offArch),
+		jump(unix.BPF_JMP|unix.BPF_JEQ|unix.BPF_K, arch, 0, 4), // another ABI: allow
+		stmt(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, offNr),
+		jump(unix.BPF_JMP|unix.BPF_JEQ|unix.BPF_K, unix.SYS_RECVMSG, 0, 2),
+		stmt(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, offFlags),
+		jump(unix.BPF_JMP|unix.BPF_JSET|unix.BPF_K, unix.MSG_CMSG_CLOEXEC, 0, 1),
+		stmt(unix.BPF_RET|unix.BPF_K, unix.SECCOMP_RET_ALLOW),
+		stmt(unix.BPF_RET|unix.BPF_K, unix.SECCOMP_RET_ERRNO|uint32(unix.EPERM)),
+	}
+	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	// no_new_privs is per thread; TSYNC gives the filter (and, from a
+	// thread that has it, no_new_privs) to every thread of the process.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl PR_SET_NO_NEW_PRIVS: %w", err)
+	}
+	if _, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog))); errno != 0 {
+		return fmt.Errorf("seccomp SECCOMP_SET_MODE_FILTER: %w", errno)
+	}
+	runtime.KeepAlive(filter)
+	return nil
 }

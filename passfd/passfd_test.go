@@ -97,10 +97,19 @@ func TestSendRecvShapes(t *testing.T) {
 	}
 }
 
-// TestRecvCloseOnExec checks that received fds are close-on-exec even when
-// the sender's copy is not (on Linux through MSG_CMSG_CLOEXEC, which Go's
-// ReadMsgUnix passes).
+// TestRecvCloseOnExec checks that Recv installs fds close-on-exec, even
+// when the sender's copy is not, and on Linux that it does so atomically:
+// the body runs in a child process whose every recvmsg without
+// MSG_CMSG_CLOEXEC fails with EPERM (inCloexecChild). Checking FD_CLOEXEC
+// after Recv returns only, as this test once did, passes just as well when
+// the flag is set by an fcntl after recvmsg, which a concurrent fork+exec
+// can beat, and so tested Go's ReadMsgUnix rather than what passfd
+// promises. It sends one message of one fd and one of two datagrams, whose
+// continuation Recv reads with a second recvmsg.
 func TestRecvCloseOnExec(t *testing.T) {
+	if inCloexecChild(t) {
+		return
+	}
 	checkNoLeak(t)
 	a, b := pair(t)
 	_, w := pipes(t, 1)
@@ -113,20 +122,32 @@ func TestRecvCloseOnExec(t *testing.T) {
 		t.Fatal("dup kept FD_CLOEXEC; the test needs an inheritable fd")
 	}
 
-	if err := Send(a, nil, []int{inheritable}); err != nil {
-		t.Fatalf("Send: %v", err)
+	batch := make([]int, MaxFDsPerMessage+1)
+	for i := range batch {
+		batch[i] = inheritable
 	}
-	_, fds, err := Recv(b, nil, 1)
-	if err != nil {
-		t.Fatalf("Recv: %v", err)
-	}
-	defer CloseAll(fds)
-	flags, err := unix.FcntlInt(uintptr(fds[0]), unix.F_GETFD, 0)
-	if err != nil {
-		t.Fatalf("fcntl F_GETFD: %v", err)
-	}
-	if flags&unix.FD_CLOEXEC == 0 {
-		t.Errorf("received fd %d lacks FD_CLOEXEC (flags %#x)", fds[0], flags)
+	for _, sent := range [][]int{{inheritable}, batch} {
+		done := sendAsync(a, nil, sent)
+		_, fds, err := Recv(b, nil, len(sent))
+		if serr := <-done; serr != nil {
+			t.Fatalf("Send of %d fds: %v", len(sent), serr)
+		}
+		if errors.Is(err, unix.EPERM) {
+			t.Fatalf("Recv of %d fds: %v: it called recvmsg without MSG_CMSG_CLOEXEC, so a concurrent fork+exec can inherit what it receives", len(sent), err)
+		}
+		if err != nil {
+			t.Fatalf("Recv of %d fds: %v", len(sent), err)
+		}
+		for _, fd := range fds {
+			flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+			if err != nil {
+				t.Fatalf("fcntl F_GETFD: %v", err)
+			}
+			if flags&unix.FD_CLOEXEC == 0 {
+				t.Errorf("received fd %d (message of %d fds) lacks FD_CLOEXEC (flags %#x)", fd, len(sent), flags)
+			}
+		}
+		CloseAll(fds)
 	}
 }
 
