@@ -25,6 +25,11 @@ var (
 	ErrNetwork = errors.New("unsupported network")
 	// ErrAllWorkersFailed is returned by Run when every slot was given up.
 	ErrAllWorkersFailed = errors.New("sockshare: every worker slot was given up")
+	// ErrWorkerEnv is returned by NewMaster, Listen and ListenPacket in a
+	// process whose worker markers (SOCKSHARE_WORKER_*) are present but
+	// unusable: it was started as a worker, but not by a master it can
+	// reach, so it must neither start workers of its own nor bind.
+	ErrWorkerEnv = errors.New("sockshare: malformed worker environment")
 	// ErrUnknownWorker is returned by Master.Send for an id that is not
 	// running.
 	ErrUnknownWorker = errors.New("sockshare: no such worker")

@@ -50,6 +50,9 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (ne
 	if err := lc.checkPolicy(network, address); err != nil {
 		return nil, err
 	}
+	if markerErr != nil {
+		return nil, listenErr(network, address, lc.Policy, markerErr)
+	}
 	if self == nil {
 		var nlc net.ListenConfig
 		return nlc.Listen(ctx, network, address)
@@ -65,6 +68,9 @@ func (lc *ListenConfig) ListenPacket(ctx context.Context, network, address strin
 	}
 	if err := lc.checkPolicy(network, address); err != nil {
 		return nil, err
+	}
+	if markerErr != nil {
+		return nil, listenErr(network, address, lc.Policy, markerErr)
 	}
 	if self == nil {
 		var nlc net.ListenConfig

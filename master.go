@@ -25,9 +25,10 @@ import (
 // Master starts and supervises the workers and serves their Listen calls.
 // Build one with NewMaster and call Run.
 type Master struct {
-	cfg Config
-	pol policy.Name
-	log *slog.Logger
+	cfg     Config
+	pol     policy.Name
+	log     *slog.Logger
+	restart restartPolicy
 
 	running atomic.Bool
 
@@ -57,8 +58,7 @@ type Master struct {
 type slotState struct {
 	current  *workerProc
 	restarts int
-	delay    time.Duration
-	crashes  []time.Time
+	history  crashHistory
 	givenUp  bool
 	pending  bool // a restart is scheduled
 }
@@ -66,6 +66,9 @@ type slotState struct {
 // NewMaster validates cfg and returns a Master. Errors wrap ErrBadConfig
 // (and policy.ErrUnknownPolicy for a bad policy name).
 func NewMaster(cfg Config) (*Master, error) {
+	if markerErr != nil {
+		return nil, markerErr
+	}
 	c, pol, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -77,6 +80,7 @@ func NewMaster(cfg Config) (*Master, error) {
 		cfg:       c,
 		pol:       pol,
 		log:       c.Logger,
+		restart:   newRestartPolicy(c),
 		workers:   make(map[int]*workerProc),
 		slots:     make([]*slotState, c.Workers),
 		groups:    make(map[groupKey]*group),
@@ -88,7 +92,7 @@ func NewMaster(cfg Config) (*Master, error) {
 		reloads:   make(chan reloadReq),
 	}
 	for i := range m.slots {
-		m.slots[i] = &slotState{delay: c.RestartDelay}
+		m.slots[i] = &slotState{}
 	}
 	return m, nil
 }
@@ -246,7 +250,8 @@ func (m *Master) spawn(slot int) (*workerProc, error) {
 		conn:    local,
 		started: time.Now(),
 		state:   StateStarting,
-		members: make(map[uint32]*tcp.Member),
+		joined:  make(map[uint32]joined),
+		groups:  make(map[uint32]*group),
 		exited:  make(chan struct{}),
 		ipcDone: make(chan struct{}),
 		ready:   make(chan struct{}),
@@ -284,31 +289,31 @@ func (m *Master) onExit(w *workerProc) {
 	var delay time.Duration
 	var giveUp error
 	if crashed {
-		now := time.Now()
-		if now.Sub(w.started) >= m.cfg.StableAfter {
-			s.delay = m.cfg.RestartDelay
-			s.crashes = s.crashes[:0]
-		}
-		s.crashes = append(s.crashes, now)
-		keep := s.crashes[:0]
-		for _, t := range s.crashes {
-			if now.Sub(t) <= m.cfg.CrashWindow {
-				keep = append(keep, t)
-			}
-		}
-		s.crashes = keep
-		if len(s.crashes) >= m.cfg.MaxCrashes {
+		gaveUp, n := m.restart.crashed(&s.history, w.started, time.Now())
+		if gaveUp {
 			s.givenUp = true
-			giveUp = fmt.Errorf("slot %d crashed %d times within %v; giving up", w.slot, len(s.crashes), m.cfg.CrashWindow)
+			giveUp = fmt.Errorf("slot %d crashed %d times within %v; giving up", w.slot, n, m.cfg.CrashWindow)
 		} else if s.current == nil && !s.pending {
 			restart = true
-			delay = s.delay
-			s.delay = min(s.delay*2, m.cfg.MaxRestartDelay)
+			delay = m.restart.nextDelay(&s.history)
 			s.pending = true
 		}
 	}
+	// Nothing will come back to the slot's groups unless a restart is on
+	// its way or another worker holds the slot (a reload's replacement).
+	emptied := !stopping && s.current == nil && !s.pending
+	groups := make([]*group, 0, len(w.groups))
+	for _, g := range w.groups {
+		groups = append(groups, g)
+	}
 	m.mu.Unlock()
 
+	for _, g := range groups {
+		m.leaveGroup(w, g, restart)
+	}
+	if emptied {
+		m.unreserveSlot(w.slot)
+	}
 	if crashed {
 		m.log.Warn("worker crashed", "worker", w.id, "slot", w.slot, "pid", w.pid, "code", e.ExitCode, "signal", e.Signal, "err", e.Err)
 	}
@@ -320,13 +325,22 @@ func (m *Master) onExit(w *workerProc) {
 	if restart {
 		m.emit(Event{Type: EventRestart, WorkerID: w.id, Slot: w.slot, PID: w.pid, Delay: delay})
 		slot := w.slot
-		time.AfterFunc(delay, func() { m.restarts <- slot })
+		time.AfterFunc(delay, func() {
+			select {
+			case m.restarts <- slot:
+			case <-m.done:
+			}
+		})
 	}
 }
 
 func (m *Master) restartSlot(slot int) {
 	m.mu.Lock()
 	s := m.slots[slot]
+	// The restart is no longer pending whatever happens next: a slot
+	// taken meanwhile (a reload's replacement) must be restarted again
+	// when its worker crashes.
+	s.pending = false
 	skip := m.stopping || s.givenUp || s.current != nil
 	if !skip {
 		s.restarts++
@@ -343,9 +357,6 @@ func (m *Master) restartSlot(slot int) {
 		// Count it as a crash of a worker that never ran.
 		w := &workerProc{slot: slot, started: time.Now(), exited: make(chan struct{})}
 		w.exitEvent = Event{Type: EventExit, Slot: slot, ExitCode: -1, Err: err}
-		m.mu.Lock()
-		m.slots[slot].pending = false
-		m.mu.Unlock()
 		m.onExit(w)
 	}
 }

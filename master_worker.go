@@ -30,8 +30,9 @@ type workerProc struct {
 
 	mu        sync.Mutex
 	state     WorkerState
-	asked     bool // the master asked for this exit
-	members   map[uint32]*tcp.Member
+	asked     bool              // the master asked for this exit
+	joined    map[uint32]joined // dispatcher memberships, by group id
+	killTimer *time.Timer       // set by disconnect: the deadline
 	readyOnce sync.Once
 	protoErr  error
 
@@ -39,32 +40,38 @@ type workerProc struct {
 	exited    chan struct{} // closed when the process has been waited for
 	ipcDone   chan struct{} // closed when the reader loop ended
 	exitEvent Event
+
+	groups map[uint32]*group // groups it listens on; guarded by Master.mu
+}
+
+// joined is a worker's membership of a group's dispatcher.
+type joined struct {
+	g   *group
+	mem *tcp.Member
+}
+
+// memberships returns a copy of w.joined.
+func (w *workerProc) memberships() []joined {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	js := make([]joined, 0, len(w.joined))
+	for _, j := range w.joined {
+		js = append(js, j)
+	}
+	return js
 }
 
 func (w *workerProc) info(restarts int) WorkerInfo {
 	w.mu.Lock()
 	wi := WorkerInfo{ID: w.id, Slot: w.slot, PID: w.pid, State: w.state, Restarts: restarts, Started: w.started}
-	mems := make(map[uint32]*tcp.Member, len(w.members))
-	for k, v := range w.members {
-		mems[k] = v
-	}
 	w.mu.Unlock()
-	for lid, mem := range mems {
-		if g := w.m.groupOf(lid); g != nil && g.disp != nil {
-			st := g.disp.MemberStats(mem)
-			wi.Accepted += st.Taken
-			wi.Active += st.Active
-			wi.Inflight += st.Inflight
-		}
+	for _, j := range w.memberships() {
+		st := j.g.disp.MemberStats(j.mem)
+		wi.Accepted += st.Taken
+		wi.Active += st.Active
+		wi.Inflight += st.Inflight
 	}
 	return wi
-}
-
-// groupOf returns the listen group with the given id, or nil.
-func (m *Master) groupOf(id uint32) *group {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.groupByID[id]
 }
 
 func (w *workerProc) setState(s WorkerState) {
@@ -88,9 +95,21 @@ func (w *workerProc) send(msg *ipc.Msg, fds []int) error {
 	return nil
 }
 
-// SendConns implements tcp.Sink.
+// SendConns implements tcp.Sink. A worker that cannot be reached is
+// killed: the dispatcher hands its connections to others, and a worker
+// still running could serve them too.
 func (w *workerProc) SendConns(ids []uint64, fds []int) error {
-	return w.send(&ipc.Msg{Type: ipc.Conns, IDs: ids}, fds)
+	err := w.send(&ipc.Msg{Type: ipc.Conns, IDs: ids}, fds)
+	if err != nil {
+		w.m.log.Error("sockshare: cannot hand connections to a worker; killing it", "worker", w.id, "slot", w.slot, "pid", w.pid, "err", err)
+		w.mu.Lock()
+		if w.protoErr == nil {
+			w.protoErr = err
+		}
+		w.mu.Unlock()
+		w.kill()
+	}
+	return err
 }
 
 // readLoop serves the worker's messages until EOF or a protocol error.
@@ -151,10 +170,17 @@ func (w *workerProc) handle(msg *ipc.Msg) error {
 		w.ack(msg)
 	case ipc.ListenerClosed:
 		w.mu.Lock()
-		mem := w.members[msg.Listener]
+		j := w.joined[msg.Listener]
 		w.mu.Unlock()
-		if g := m.groupOf(msg.Listener); g != nil && g.disp != nil && mem != nil {
-			g.disp.Drain(mem)
+		if j.mem != nil {
+			// What is still in its window comes back as Returned.
+			j.g.disp.Drain(j.mem)
+		}
+		m.mu.Lock()
+		g := w.groups[msg.Listener]
+		m.mu.Unlock()
+		if g != nil {
+			m.leaveGroup(w, g, false)
 		}
 	case ipc.User:
 		if m.cfg.OnMessage != nil {
@@ -194,13 +220,12 @@ func (w *workerProc) ack(msg *ipc.Msg) {
 	}
 	for lid, p := range byListener {
 		w.mu.Lock()
-		mem := w.members[lid]
+		j := w.joined[lid]
 		w.mu.Unlock()
-		g := w.m.groupOf(lid)
-		if mem == nil || g == nil || g.disp == nil {
+		if j.mem == nil {
 			continue
 		}
-		if unknown := g.disp.Ack(mem, p.taken, p.returned, p.closed); unknown > 0 {
+		if unknown := j.g.disp.Ack(j.mem, p.taken, p.returned, p.closed); unknown > 0 {
 			w.m.log.Warn("sockshare: worker acknowledged connections it was not handed", "worker", w.id, "count", unknown)
 		}
 	}
@@ -238,13 +263,11 @@ func (w *workerProc) readyWatchdog(d time.Duration) {
 // connections go to the other workers.
 func (w *workerProc) leaveGroups() {
 	w.mu.Lock()
-	mem := w.members
-	w.members = map[uint32]*tcp.Member{}
+	js := w.joined
+	w.joined = map[uint32]joined{}
 	w.mu.Unlock()
-	for lid, mm := range mem {
-		if g := w.m.groupOf(lid); g != nil && g.disp != nil {
-			g.disp.Remove(mm)
-		}
+	for _, j := range js {
+		j.g.disp.Remove(j.mem)
 	}
 }
 
@@ -268,6 +291,9 @@ func (w *workerProc) wait() {
 	if w.protoErr != nil {
 		e.Err = w.protoErr
 	}
+	if w.killTimer != nil {
+		w.killTimer.Stop()
+	}
 	w.mu.Unlock()
 	w.exitEvent = e
 	w.m.pushExit(w) // before exited closes: shutdown relies on the order
@@ -283,18 +309,19 @@ func (w *workerProc) disconnect() {
 	if !already {
 		w.state = StateDisconnecting
 	}
-	mem := make(map[uint32]*tcp.Member, len(w.members))
-	for k, v := range w.members {
-		mem[k] = v
+	if !already {
+		// The deadline holds whoever asked and whether they still wait.
+		w.killTimer = time.AfterFunc(w.m.cfg.ShutdownTimeout, func() {
+			w.m.log.Warn("sockshare: worker did not exit before the disconnect deadline; killing it", "worker", w.id, "pid", w.pid)
+			w.kill()
+		})
 	}
 	w.mu.Unlock()
 	if already {
 		return
 	}
-	for lid, mm := range mem {
-		if g := w.m.groupOf(lid); g != nil && g.disp != nil {
-			g.disp.Drain(mm)
-		}
+	for _, j := range w.memberships() {
+		j.g.disp.Drain(j.mem)
 	}
 	w.m.emit(Event{Type: EventDisconnect, WorkerID: w.id, Slot: w.slot, PID: w.pid})
 	w.cmd.Process.Signal(syscall.SIGTERM)

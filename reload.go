@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 )
 
 type reloadReq struct {
@@ -87,8 +86,7 @@ func (m *Master) replaceSlot(ctx context.Context, slot int) error {
 	old := s.current
 	// A given-up slot gets a fresh start.
 	s.givenUp = false
-	s.crashes = nil
-	s.delay = m.cfg.RestartDelay
+	m.restart.reset(&s.history)
 	m.mu.Unlock()
 
 	nw, err := m.spawn(slot)
@@ -125,19 +123,13 @@ func (m *Master) restoreSlot(slot int, old *workerProc) {
 	m.mu.Unlock()
 }
 
-// retire disconnects w and waits until it exits, killing it after
-// ShutdownTimeout.
+// retire disconnects w and waits until it exits or ctx ends. Either way
+// w is killed if it is still running ShutdownTimeout after the disconnect
+// (see workerProc.disconnect).
 func (m *Master) retire(ctx context.Context, w *workerProc) error {
 	w.disconnect()
-	t := time.NewTimer(m.cfg.ShutdownTimeout)
-	defer t.Stop()
 	select {
 	case <-w.exited:
-		return nil
-	case <-t.C:
-		m.log.Warn("sockshare: worker did not exit before the disconnect deadline; killing it", "worker", w.id, "pid", w.pid)
-		w.kill()
-		<-w.exited
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

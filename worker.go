@@ -24,7 +24,12 @@ import (
 // self is this process's worker state, nil when it is not a worker.
 var self *workerState
 
-func init() { self = startWorker() }
+// markerErr is set when this process carries worker markers that cannot be
+// used. It is not a worker then, and NewMaster and Listen return the error
+// instead of starting a nested master or binding behind the master's back.
+var markerErr error
+
+func init() { self, markerErr = startWorker() }
 
 // workerState is the worker side of the IPC channel.
 type workerState struct {
@@ -35,8 +40,9 @@ type workerState struct {
 
 	mu        sync.Mutex
 	calls     map[uint32]chan listenReply
-	listeners map[uint32]*tcp.HandoffListener
-	nth       map[string]uint32
+	listeners map[uint32]connSink        // by listener id: where handed connections go
+	nth       map[string]map[uint32]bool // open listens by "network address"
+	packets   []*packetListen            // open ListenPackets, watched for Close
 	handler   func([]byte)
 	goneOnce  sync.Once
 	gone      chan struct{}
@@ -48,14 +54,17 @@ type listenReply struct {
 	msg ipc.Msg
 	fds []int
 	hl  *tcp.HandoffListener // made by the reader for rr and leastconn
+	la  *listenerAcker       // hl's
 	err error
 }
 
-// startWorker reads and removes the worker markers. A marked process whose
-// IPC cannot be set up is not a worker: it fails loudly on stderr? No: the
-// library never prints; it terminates, because a half-configured worker
-// would bind addresses the master does not know about.
-func startWorker() *workerState {
+// startWorker reads and removes the worker markers. It returns nil, nil
+// in a process that is not a worker, and an error wrapping ErrWorkerEnv
+// when the markers are there but unusable (a malformed value, or fd that is
+// not the master's socket): such a process must neither act as a master
+// nor bind addresses the master does not know about. The library never
+// prints or exits, so the error surfaces from NewMaster and Listen.
+func startWorker() (*workerState, error) {
 	idStr, ok := os.LookupEnv(envWorkerID)
 	vals := map[string]string{}
 	for _, k := range allMarkers {
@@ -63,29 +72,40 @@ func startWorker() *workerState {
 		os.Unsetenv(k)
 	}
 	if !ok {
-		return nil
+		return nil, nil
 	}
-	id, err1 := strconv.Atoi(idStr)
-	slot, err2 := strconv.Atoi(vals[envSlot])
-	fd, err3 := strconv.Atoi(vals[envIPCFD])
-	mpid, err4 := strconv.Atoi(vals[envMasterPID])
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
-		// Malformed markers: this is not a worker we can serve.
-		return nil
+	bad := func(what string, err error) (*workerState, error) {
+		return nil, fmt.Errorf("%w: %s: %v", ErrWorkerEnv, what, err)
+	}
+	id, err := strconv.Atoi(idStr)
+	if err != nil || id < 1 {
+		return bad(envWorkerID+"="+strconv.Quote(idStr), errOr(err, "not a positive number"))
+	}
+	slot, err := strconv.Atoi(vals[envSlot])
+	if err != nil || slot < 0 {
+		return bad(envSlot+"="+strconv.Quote(vals[envSlot]), errOr(err, "negative"))
+	}
+	fd, err := strconv.Atoi(vals[envIPCFD])
+	if err != nil || fd < 0 {
+		return bad(envIPCFD+"="+strconv.Quote(vals[envIPCFD]), errOr(err, "negative"))
+	}
+	mpid, err := strconv.Atoi(vals[envMasterPID])
+	if err != nil || mpid < 1 {
+		return bad(envMasterPID+"="+strconv.Quote(vals[envMasterPID]), errOr(err, "not a positive number"))
 	}
 	f := os.NewFile(uintptr(fd), "sockshare-ipc")
 	if f == nil {
-		return nil
+		return bad(envIPCFD, errors.New("not a descriptor"))
 	}
 	conn, err := passfd.FileConn(f)
 	if err != nil {
-		return nil
+		return bad(fmt.Sprintf("IPC descriptor %d", fd), err)
 	}
 	w := &workerState{
 		id: id, slot: slot, masterPID: mpid, conn: conn,
 		calls:     map[uint32]chan listenReply{},
-		listeners: map[uint32]*tcp.HandoffListener{},
-		nth:       map[string]uint32{},
+		listeners: map[uint32]connSink{},
+		nth:       map[string]map[uint32]bool{},
 		gone:      make(chan struct{}),
 	}
 	w.acks.init(w)
@@ -98,7 +118,14 @@ func startWorker() *workerState {
 	if os.Getppid() != mpid {
 		w.masterLost()
 	}
-	return w
+	return w, nil
+}
+
+func errOr(err error, text string) error {
+	if err != nil {
+		return err
+	}
+	return errors.New(text)
 }
 
 func (w *workerState) send(m *ipc.Msg, fds []int) error {
@@ -137,17 +164,31 @@ func (w *workerState) masterLost() {
 	})
 }
 
+// connSink is a listener of this worker that the master hands connections
+// to: *tcp.HandoffListener (rr, leastconn) or *tcp.SocketListener (shared,
+// reuseport, for the connections of a slot socket that left its group).
+type connSink interface {
+	Deliver(ids []uint64, fds []int)
+}
+
 func (w *workerState) readLoop() {
 	buf := make([]byte, ipc.MaxMessage+1)
 	for {
 		n, fds, err := passfd.Recv(w.conn, buf, ipc.MaxFDs)
 		if errors.Is(err, passfd.ErrTruncated) && n > 0 {
-			// The kernel dropped the fds (RLIMIT_NOFILE): hand the
-			// connections back; the master still holds them and gives
-			// them to another worker.
-			if msg, derr := ipc.Decode(buf[:n]); derr == nil && msg.Type == ipc.Conns {
-				w.acks.returned(msg.IDs)
-				continue
+			// The kernel dropped the fds (RLIMIT_NOFILE). The channel
+			// itself is fine: answer what can be answered.
+			if msg, derr := ipc.Decode(buf[:n]); derr == nil {
+				switch msg.Type {
+				case ipc.Conns:
+					// The master still holds the connections and gives
+					// them to another worker.
+					w.acks.returned(msg.IDs)
+					continue
+				case ipc.ListenReply:
+					w.onTruncatedListenReply(&msg, err)
+					continue
+				}
 			}
 		}
 		if err != nil {
@@ -166,14 +207,14 @@ func (w *workerState) readLoop() {
 			w.onListenReply(&msg, fds)
 		case ipc.Conns:
 			w.mu.Lock()
-			hl := w.listeners[ipc.ListenerOf(msg.IDs[0])]
+			l := w.listeners[ipc.ListenerOf(msg.IDs[0])]
 			w.mu.Unlock()
-			if hl == nil {
+			if l == nil {
 				passfd.CloseAll(fds)
 				w.acks.returned(msg.IDs)
 				continue
 			}
-			hl.Deliver(msg.IDs, fds)
+			l.Deliver(msg.IDs, fds)
 		case ipc.User:
 			w.mu.Lock()
 			h := w.handler
@@ -187,6 +228,22 @@ func (w *workerState) readLoop() {
 	}
 }
 
+// onTruncatedListenReply answers a Listen whose socket the kernel could not
+// install (the worker is at RLIMIT_NOFILE): the Listen fails with EMFILE,
+// the worker lives on, and the master is told this worker does not listen.
+func (w *workerState) onTruncatedListenReply(msg *ipc.Msg, cause error) {
+	if msg.Err == "" {
+		w.send(&ipc.Msg{Type: ipc.ListenerClosed, Listener: msg.Listener}, nil)
+	}
+	w.mu.Lock()
+	ch := w.calls[msg.Seq]
+	delete(w.calls, msg.Seq)
+	w.mu.Unlock()
+	if ch != nil {
+		ch <- listenReply{msg: *msg, err: fmt.Errorf("receive the master's socket: %w (%w)", syscall.EMFILE, cause)}
+	}
+}
+
 func (w *workerState) onListenReply(msg *ipc.Msg, fds []int) {
 	r := listenReply{msg: *msg, fds: fds}
 	if msg.Err == "" && len(fds) == 0 && isStreamNet(msg.Network) {
@@ -196,8 +253,8 @@ func (w *workerState) onListenReply(msg *ipc.Msg, fds []int) {
 		if err != nil {
 			r.err = err
 		} else {
-			la := &listenerAcker{w: w, id: msg.Listener}
-			r.hl = tcp.NewHandoffListener(addr, int(msg.Window), msg.Flags&ipc.FlagTrackClose != 0, la)
+			r.la = &listenerAcker{w: w, id: msg.Listener}
+			r.hl = tcp.NewHandoffListener(addr, int(msg.Window), msg.Flags&ipc.FlagTrackClose != 0, r.la)
 			w.mu.Lock()
 			w.listeners[msg.Listener] = r.hl
 			w.mu.Unlock()
@@ -212,6 +269,8 @@ func (w *workerState) onListenReply(msg *ipc.Msg, fds []int) {
 		passfd.CloseAll(fds)
 		if r.hl != nil {
 			r.hl.Close()
+		} else if msg.Err == "" {
+			w.send(&ipc.Msg{Type: ipc.ListenerClosed, Listener: msg.Listener}, nil)
 		}
 		return
 	}
@@ -258,94 +317,196 @@ func (w *workerState) call(ctx context.Context, req *ipc.Msg) (listenReply, erro
 			passfd.CloseAll(r.fds)
 			if r.hl != nil {
 				r.hl.Close()
+			} else if r.err == nil && r.msg.Err == "" {
+				w.send(&ipc.Msg{Type: ipc.ListenerClosed, Listener: r.msg.Listener}, nil)
 			}
 		}
 		return listenReply{}, ctx.Err()
 	}
 }
 
-func (w *workerState) nextNth(network, address string) uint32 {
+// takeNth picks the n-th Listen of network and address that this call is:
+// the lowest index no open listener of this worker holds. Sharing is keyed
+// by it (as in Node), so a listener closed and opened again rejoins the same
+// group instead of binding a second one. Closed datagram sockets are found
+// here too (see pollPackets).
+func (w *workerState) takeNth(network, address string) uint32 {
+	w.reapPackets()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	k := network + " " + address
-	n := w.nth[k]
-	w.nth[k] = n + 1
+	used := w.nth[k]
+	if used == nil {
+		used = map[uint32]bool{}
+		w.nth[k] = used
+	}
+	n := uint32(0)
+	for used[n] {
+		n++
+	}
+	used[n] = true
 	return n
 }
 
-func (w *workerState) request(ctx context.Context, network, address, pol string) (listenReply, error) {
+// releaseNth frees an index taken by takeNth.
+func (w *workerState) releaseNth(network, address string, n uint32) {
+	w.mu.Lock()
+	delete(w.nth[network+" "+address], n)
+	w.mu.Unlock()
+}
+
+func (w *workerState) request(ctx context.Context, network, address, pol string) (listenReply, uint32, error) {
 	if pol != "" {
 		p, err := policy.Parse(pol)
 		if err != nil {
-			return listenReply{}, listenErr(network, address, pol, err)
+			return listenReply{}, 0, listenErr(network, address, pol, err)
 		}
 		pol = string(p)
 	}
-	req := &ipc.Msg{Type: ipc.Listen, Network: network, Addr: address, Policy: pol, Nth: w.nextNth(network, address)}
+	nth := w.takeNth(network, address)
+	req := &ipc.Msg{Type: ipc.Listen, Network: network, Addr: address, Policy: pol, Nth: nth}
 	r, err := w.call(ctx, req)
+	if err == nil && r.msg.Err != "" {
+		err = &remoteError{msg: r.msg.Err, errno: syscall.Errno(r.msg.Errno), flags: r.msg.Flags & (ipc.FlagPolicyConflict | ipc.FlagUnsupported)}
+	}
 	if err != nil {
-		return r, listenErr(network, address, pol, err)
+		w.releaseNth(network, address, nth)
+		if r.msg.Policy != "" {
+			pol = r.msg.Policy
+		}
+		return r, 0, listenErr(network, address, pol, err)
 	}
-	if r.msg.Err != "" {
-		cause := &remoteError{msg: r.msg.Err, errno: syscall.Errno(r.msg.Errno), flags: r.msg.Flags & (ipc.FlagPolicyConflict | ipc.FlagUnsupported)}
-		return r, listenErr(network, address, r.msg.Policy, cause)
-	}
-	return r, nil
+	return r, nth, nil
 }
 
 func (w *workerState) listen(ctx context.Context, network, address, pol string) (net.Listener, error) {
-	r, err := w.request(ctx, network, address, pol)
+	r, nth, err := w.request(ctx, network, address, pol)
 	if err != nil {
 		return nil, err
 	}
 	if r.hl != nil {
-		return &handoffListener{HandoffListener: r.hl, w: w, id: r.msg.Listener}, nil
+		r.la.onClose = func() { w.releaseNth(network, address, nth) }
+		return r.hl, nil
+	}
+	fail := func(err error) (net.Listener, error) {
+		w.releaseNth(network, address, nth)
+		w.send(&ipc.Msg{Type: ipc.ListenerClosed, Listener: r.msg.Listener}, nil)
+		return nil, listenErr(network, address, r.msg.Policy, err)
 	}
 	if len(r.fds) != 1 {
 		passfd.CloseAll(r.fds)
-		return nil, listenErr(network, address, r.msg.Policy, errors.New("master sent no socket"))
+		return fail(errors.New("master sent no socket"))
 	}
 	ln, err := tcp.FileListener(r.fds[0])
 	if err != nil {
-		return nil, listenErr(network, address, r.msg.Policy, err)
+		return fail(err)
 	}
-	return ln, nil
+	la := &listenerAcker{w: w, id: r.msg.Listener, onClose: func() { w.releaseNth(network, address, nth) }}
+	sl := tcp.NewSocketListener(ln.(*net.TCPListener), int(r.msg.Window), la)
+	w.mu.Lock()
+	w.listeners[r.msg.Listener] = sl
+	w.mu.Unlock()
+	return sl, nil
 }
 
 func (w *workerState) listenPacket(ctx context.Context, network, address, pol string) (net.PacketConn, error) {
-	r, err := w.request(ctx, network, address, pol)
+	r, nth, err := w.request(ctx, network, address, pol)
 	if err != nil {
 		return nil, err
+	}
+	fail := func(err error) (net.PacketConn, error) {
+		w.releaseNth(network, address, nth)
+		w.send(&ipc.Msg{Type: ipc.ListenerClosed, Listener: r.msg.Listener}, nil)
+		return nil, listenErr(network, address, r.msg.Policy, err)
 	}
 	if len(r.fds) != 1 {
 		passfd.CloseAll(r.fds)
 		if r.hl != nil {
 			r.hl.Close()
 		}
-		return nil, listenErr(network, address, r.msg.Policy, errors.New("master sent no socket"))
+		return fail(errors.New("master sent no socket"))
 	}
 	pc, err := udp.FilePacketConn(r.fds[0])
 	if err != nil {
-		return nil, listenErr(network, address, r.msg.Policy, err)
+		return fail(err)
 	}
+	w.watchPacket(&packetListen{pc: pc, id: r.msg.Listener, network: network, address: address, nth: nth})
 	return pc, nil
 }
 
-// handoffListener unregisters itself from the worker when closed.
-type handoffListener struct {
-	*tcp.HandoffListener
-	w  *workerState
-	id uint32
+// packetListen is an open ListenPacket. It is a plain *net.UDPConn, whose
+// Close the package cannot hook, so the worker notices the Close by
+// polling (see pollPackets) and at its next ListenPacket.
+type packetListen struct {
+	pc               *net.UDPConn
+	id               uint32
+	network, address string
+	nth              uint32
 }
 
-func (l *handoffListener) Close() error {
-	err := l.HandoffListener.Close()
-	l.w.mu.Lock()
-	if l.w.listeners[l.id] == l.HandoffListener {
-		delete(l.w.listeners, l.id)
+// PacketPollInterval is how often a worker checks whether its datagram
+// sockets were closed, to tell the master (which closes a group nobody
+// reads).
+const PacketPollInterval = 250 * time.Millisecond
+
+func (w *workerState) watchPacket(p *packetListen) {
+	w.mu.Lock()
+	first := len(w.packets) == 0
+	w.packets = append(w.packets, p)
+	w.mu.Unlock()
+	if first {
+		go w.pollPackets()
 	}
-	l.w.mu.Unlock()
-	return err
+}
+
+// pollPackets reaps closed datagram sockets until none is left open.
+func (w *workerState) pollPackets() {
+	t := time.NewTicker(PacketPollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-w.gone:
+			return
+		}
+		if w.reapPackets() == 0 {
+			return // watchPacket starts a new poller for the next one
+		}
+	}
+}
+
+// reapPackets tells the master about every datagram socket closed since the
+// last call and returns how many are still open.
+func (w *workerState) reapPackets() int {
+	w.mu.Lock()
+	var closed []*packetListen
+	open := w.packets[:0]
+	for _, p := range w.packets {
+		if isClosedConn(p.pc) {
+			closed = append(closed, p)
+			delete(w.nth[p.network+" "+p.address], p.nth)
+		} else {
+			open = append(open, p)
+		}
+	}
+	clear(w.packets[len(open):])
+	w.packets = open
+	n := len(open)
+	w.mu.Unlock()
+	for _, p := range closed {
+		w.send(&ipc.Msg{Type: ipc.ListenerClosed, Listener: p.id}, nil)
+	}
+	return n
+}
+
+// isClosedConn reports whether c was closed: a closed conn's RawConn
+// refuses Control.
+func isClosedConn(c syscall.Conn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return true
+	}
+	return rc.Control(func(uintptr) {}) != nil
 }
 
 func (w *workerState) ready() error {
@@ -362,16 +523,23 @@ func (w *workerState) setHandler(h func([]byte)) {
 	w.mu.Unlock()
 }
 
-// listenerAcker is one handoff listener's tcp.Acker.
+// listenerAcker is one listener's tcp.Acker.
 type listenerAcker struct {
-	w  *workerState
-	id uint32
+	w       *workerState
+	id      uint32
+	onClose func() // releases the listener's n-th index
 }
 
 func (a *listenerAcker) Taken(id uint64)       { a.w.acks.add(id, false) }
 func (a *listenerAcker) Closed(id uint64)      { a.w.acks.add(id, true) }
 func (a *listenerAcker) Returned(ids []uint64) { a.w.acks.returned(ids) }
 func (a *listenerAcker) ListenerClosed() {
+	a.w.mu.Lock()
+	delete(a.w.listeners, a.id)
+	a.w.mu.Unlock()
+	if a.onClose != nil {
+		a.onClose()
+	}
 	// Pending takes first, so the master's counts are right, then stop.
 	a.w.acks.flush()
 	a.w.send(&ipc.Msg{Type: ipc.ListenerClosed, Listener: a.id}, nil)

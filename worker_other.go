@@ -11,6 +11,9 @@ import (
 // net.Listen.
 var self *workerState
 
+// markerErr is always nil here: no process is a worker.
+var markerErr error
+
 type workerState struct {
 	id, slot int
 	gone     chan struct{}

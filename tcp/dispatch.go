@@ -98,8 +98,9 @@ type Member struct {
 // connection whose worker dies or hands it back is handed to another.
 type Dispatcher struct {
 	cfg   DispatcherConfig
-	ln    *net.TCPListener
-	lf    *os.File // a duplicate of ln's descriptor, for raw accepts
+	addr  string           // for logs
+	ln    *net.TCPListener // nil: Inject only
+	lf    *os.File         // a duplicate of ln's descriptor, for raw accepts
 	log   *slog.Logger
 	track bool
 
@@ -119,7 +120,10 @@ type Dispatcher struct {
 	stopMu  sync.Once
 }
 
-// NewDispatcher takes ownership of ln and starts accepting on it.
+// NewDispatcher takes ownership of ln and starts accepting on it. With a
+// nil ln the Dispatcher accepts nothing itself and hands only what Inject
+// gives it (the master uses one so for the queue of a reuseport slot socket
+// that leaves its group).
 func NewDispatcher(ln *net.TCPListener, cfg DispatcherConfig) (*Dispatcher, error) {
 	if cfg.Picker == nil {
 		return nil, errors.New("tcp: dispatcher needs a picker")
@@ -137,11 +141,17 @@ func NewDispatcher(ln *net.TCPListener, cfg DispatcherConfig) (*Dispatcher, erro
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	lf, err := rawListenerFile(ln)
-	if err != nil {
-		return nil, fmt.Errorf("tcp: dispatcher: %w", err)
+	var lf *os.File
+	addr := "-"
+	if ln != nil {
+		var err error
+		if lf, err = rawListenerFile(ln); err != nil {
+			return nil, fmt.Errorf("tcp: dispatcher: %w", err)
+		}
+		addr = ln.Addr().String()
 	}
 	d := &Dispatcher{
+		addr:    addr,
 		cfg:     cfg,
 		ln:      ln,
 		lf:      lf,
@@ -152,12 +162,25 @@ func NewDispatcher(ln *net.TCPListener, cfg DispatcherConfig) (*Dispatcher, erro
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	go d.acceptLoop()
+	if ln == nil {
+		close(d.done)
+	} else {
+		go d.acceptLoop()
+	}
 	return d, nil
 }
 
-// Addr is the listening address.
-func (d *Dispatcher) Addr() net.Addr { return d.ln.Addr() }
+// Addr is the listening address, nil without a listener.
+func (d *Dispatcher) Addr() net.Addr {
+	if d.ln == nil {
+		return nil
+	}
+	return d.ln.Addr()
+}
+
+// Inject hands connections the caller accepted elsewhere, as if the
+// Dispatcher had accepted them. It takes ownership of fds.
+func (d *Dispatcher) Inject(fds []int) { d.enqueue(fds) }
 
 // Window is the per-worker window in force.
 func (d *Dispatcher) Window() int { return d.cfg.Window }
@@ -324,8 +347,10 @@ func (d *Dispatcher) Stats() Stats {
 func (d *Dispatcher) StopAccepting() {
 	d.stopMu.Do(func() {
 		close(d.stop)
-		d.lf.Close() // ends a Read in progress on the duplicate
-		d.ln.Close()
+		if d.ln != nil {
+			d.lf.Close() // ends a Read in progress on the duplicate
+			d.ln.Close()
+		}
 	})
 	<-d.done
 }
@@ -360,7 +385,7 @@ func (d *Dispatcher) Close() error {
 		syscall.Close(fd)
 	}
 	if len(fds) > 0 {
-		d.log.Warn("sockshare: connections closed unserved at shutdown", "addr", d.ln.Addr().String(), "count", len(fds))
+		d.log.Warn("sockshare: connections closed unserved at shutdown", "addr", d.addr, "count", len(fds))
 	}
 	return nil
 }
@@ -447,7 +472,7 @@ func (d *Dispatcher) flush(sends []send) {
 			err = s.m.sink.SendConns(s.ids[i:j], s.fds[i:j])
 		}
 		if err != nil {
-			d.log.Warn("sockshare: handoff failed; re-dispatching", "addr", d.ln.Addr().String(), "slot", s.m.slot, "err", err)
+			d.log.Warn("sockshare: handoff failed; re-dispatching", "addr", d.addr, "slot", s.m.slot, "err", err)
 			d.mu.Lock()
 			more := d.removeLocked(s.m)
 			d.mu.Unlock()
@@ -557,7 +582,7 @@ func (d *Dispatcher) acceptLoop() {
 			select {
 			case <-d.stop:
 			default:
-				d.log.Error("sockshare: accept loop ended", "addr", d.ln.Addr().String(), "err", rerr)
+				d.log.Error("sockshare: accept loop ended", "addr", d.addr, "err", rerr)
 			}
 			return
 		}
@@ -569,7 +594,7 @@ func (d *Dispatcher) acceptLoop() {
 			} else if backoff < time.Second {
 				backoff *= 2
 			}
-			d.log.Warn("sockshare: accept failed; retrying", "addr", d.ln.Addr().String(), "err", fmt.Errorf("accept: %w", aerr), "retry_in", backoff)
+			d.log.Warn("sockshare: accept failed; retrying", "addr", d.addr, "err", fmt.Errorf("accept: %w", aerr), "retry_in", backoff)
 			t := time.NewTimer(backoff)
 			select {
 			case <-t.C:

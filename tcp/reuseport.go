@@ -2,9 +2,11 @@ package tcp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 
 	"github.com/sockshare/sockshare/internal/sockfd"
 	"github.com/sockshare/sockshare/reuse"
@@ -46,6 +48,25 @@ func NewReusePortGroup(ctx context.Context, network, address string, slots int) 
 	return g, nil
 }
 
+// OpenReusePortSlot binds one socket, slot's, of a new group; the other
+// slots get theirs from FD when they need one. This way no socket is in the
+// kernel's group unless some worker accepts on it.
+func OpenReusePortSlot(ctx context.Context, network, address string, slot int) (*ReusePortGroup, error) {
+	if slot < 0 {
+		return nil, fmt.Errorf("tcp: negative slot %d", slot)
+	}
+	lc := reuse.ListenConfig()
+	ln, err := lc.Listen(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	g := &ReusePortGroup{network: network, addr: ln.Addr()}
+	if err := g.held.Put(slot, ln.(*net.TCPListener)); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
 func (g *ReusePortGroup) growTo(ctx context.Context, slots int) error {
 	g.grow.Lock()
 	defer g.grow.Unlock()
@@ -66,20 +87,60 @@ func (g *ReusePortGroup) growTo(ctx context.Context, slots int) error {
 func (g *ReusePortGroup) Addr() net.Addr { return g.addr }
 
 // FD returns slot's listening descriptor, opening sockets up to slot if
-// the group is smaller. The descriptor stays owned by the group.
+// the group is smaller, and a fresh one if the slot was released. The
+// descriptor stays owned by the group.
 func (g *ReusePortGroup) FD(slot int) (int, error) {
 	if slot < 0 {
 		return -1, fmt.Errorf("tcp: negative slot %d", slot)
 	}
-	if slot >= g.held.Len() {
-		if err := g.growTo(context.Background(), slot+1); err != nil {
+	fd, err := g.held.FD(slot)
+	if slot >= g.held.Len() || errors.Is(err, sockfd.ErrEmptySlot) {
+		g.grow.Lock()
+		defer g.grow.Unlock()
+		if fd, err = g.held.FD(slot); err == nil {
+			return fd, nil
+		}
+		lc := reuse.ListenConfig()
+		ln, err := lc.Listen(context.Background(), g.network, g.addr.String())
+		if err != nil {
 			return -1, err
 		}
+		if err := g.held.Put(slot, ln.(*net.TCPListener)); err != nil {
+			return -1, err
+		}
+		return g.held.FD(slot)
 	}
-	return g.held.FD(slot)
+	return fd, err
 }
 
-// Len returns the number of sockets in the group.
+// Release takes slot's socket out of the group, so the kernel stops giving
+// it connections, and returns the connections that were queued on it, as
+// descriptors the caller owns (close-on-exec, non-blocking). Closing a
+// SO_REUSEPORT listener resets whatever is still queued on it, so Release
+// accepts the queue empty first; a connection whose handshake completes in
+// the microseconds between the last accept and the close is reset.
+func (g *ReusePortGroup) Release(slot int) (queued []int, err error) {
+	fd, err := g.held.Take(slot)
+	if err != nil {
+		return nil, fmt.Errorf("tcp: release slot %d: %w", slot, err)
+	}
+	defer sockfd.CloseFD(fd)
+	for {
+		nfd, err := accept(fd)
+		switch err {
+		case nil:
+			queued = append(queued, nfd)
+			continue
+		case syscall.EINTR, syscall.ECONNABORTED:
+			continue
+		case syscall.EAGAIN:
+			return queued, nil
+		}
+		return queued, fmt.Errorf("tcp: release slot %d: accept: %w", slot, err)
+	}
+}
+
+// Len returns the number of slots of the group, released ones included.
 func (g *ReusePortGroup) Len() int { return g.held.Len() }
 
 // Close closes every socket of the group. Connections queued on a socket no

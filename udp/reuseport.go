@@ -2,10 +2,12 @@ package udp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"github.com/sockshare/sockshare/internal/sockfd"
 	"net"
 	"os"
+	"sync"
 
 	"github.com/sockshare/sockshare/reuse"
 )
@@ -15,8 +17,11 @@ import (
 // The group owns the sockets and keeps them out of this process's
 // netpoller (see [ReusePortGroup.FD]).
 type ReusePortGroup struct {
-	addr net.Addr
-	held sockfd.Group // by slot: never read here
+	mu      sync.Mutex // serialises changes of membership
+	network string
+	addr    net.Addr
+	steer   bool
+	held    sockfd.Group // by slot: never read here
 }
 
 // NewReusePortGroup binds slots sockets to address. With steer, it attaches
@@ -27,7 +32,7 @@ func NewReusePortGroup(ctx context.Context, network, address string, slots int, 
 		return nil, fmt.Errorf("udp: reuseport group needs at least one slot, got %d", slots)
 	}
 	var conns []*net.UDPConn // open, not yet held
-	g := &ReusePortGroup{}
+	g := &ReusePortGroup{network: network, steer: steer}
 	defer func() {
 		if err != nil {
 			for _, c := range conns {
@@ -69,20 +74,104 @@ func NewReusePortGroup(ctx context.Context, network, address string, slots int, 
 	return g, nil
 }
 
+// OpenReusePortSlot binds one socket, slot's, of a new group; the other
+// slots get theirs from FD when they need one, so no socket is in the
+// kernel's group unless some worker reads it. With steer the group's
+// steering program always spreads over the sockets there are.
+func OpenReusePortSlot(ctx context.Context, network, address string, slot int, steer bool) (*ReusePortGroup, error) {
+	if slot < 0 {
+		return nil, fmt.Errorf("udp: negative slot %d", slot)
+	}
+	lc := reuse.ListenConfig()
+	pc, err := lc.ListenPacket(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	g := &ReusePortGroup{network: network, addr: pc.LocalAddr(), steer: steer}
+	if err := g.held.Put(slot, pc.(*net.UDPConn)); err != nil {
+		return nil, err
+	}
+	if err := g.resteerLocked(); err != nil {
+		g.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
 // Addr is the address of every socket of the group.
 func (g *ReusePortGroup) Addr() net.Addr { return g.addr }
 
-// FD returns slot's descriptor; it stays owned by the group. A slot beyond
-// the group is an error (steering needs a fixed group). The descriptor is
-// not in this process's netpoller: datagrams for it do not wake this
+// FD returns slot's descriptor; it stays owned by the group. A slot that
+// has none yet, or was released, gets a fresh socket (and the
+// steering program, if any, is told the new member count). The descriptor
+// is not in this process's netpoller: datagrams for it do not wake this
 // process, and only the workers it is sent to read it.
 func (g *ReusePortGroup) FD(slot int) (int, error) {
 	fd, err := g.held.FD(slot)
+	if slot >= 0 && (slot >= g.held.Len() || errors.Is(err, sockfd.ErrEmptySlot)) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if fd, err = g.held.FD(slot); err == nil {
+			return fd, nil
+		}
+		lc := reuse.ListenConfig()
+		pc, err := lc.ListenPacket(context.Background(), g.network, g.addr.String())
+		if err != nil {
+			return -1, fmt.Errorf("udp: reopen slot %d: %w", slot, err)
+		}
+		if err := g.held.Put(slot, pc.(*net.UDPConn)); err != nil {
+			return -1, fmt.Errorf("udp: reopen slot %d: %w", slot, err)
+		}
+		if err := g.resteerLocked(); err != nil {
+			return -1, err
+		}
+		return g.held.FD(slot)
+	}
 	if err != nil {
 		return -1, fmt.Errorf("udp: %w", err)
 	}
 	return fd, nil
 }
+
+// Release takes slot's socket out of the group: the kernel stops giving it
+// datagrams, and those queued on it are discarded. A later FD of the slot
+// opens a fresh socket.
+func (g *ReusePortGroup) Release(slot int) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	fd, err := g.held.Take(slot)
+	if err != nil {
+		return fmt.Errorf("udp: release slot %d: %w", slot, err)
+	}
+	if err := sockfd.CloseFD(fd); err != nil {
+		return fmt.Errorf("udp: release slot %d: %w", slot, err)
+	}
+	return g.resteerLocked()
+}
+
+// resteerLocked re-attaches the steering program for the current number of
+// members: it returns an index below that count, and the kernel renumbers
+// the members when one leaves (the last takes its place).
+func (g *ReusePortGroup) resteerLocked() error {
+	if !g.steer {
+		return nil
+	}
+	n, fd := g.held.Live()
+	if n == 0 {
+		return nil
+	}
+	if err := reuse.AttachCBPFRandom(rawFD(fd), n); err != nil {
+		return fmt.Errorf("udp: steering: %w", err)
+	}
+	return nil
+}
+
+// rawFD is a syscall.RawConn over a descriptor owned elsewhere.
+type rawFD int
+
+func (fd rawFD) Control(f func(uintptr)) error  { f(uintptr(fd)); return nil }
+func (fd rawFD) Read(func(uintptr) bool) error  { return errors.ErrUnsupported }
+func (fd rawFD) Write(func(uintptr) bool) error { return errors.ErrUnsupported }
 
 // Close closes every socket of the group.
 func (g *ReusePortGroup) Close() error { return g.held.Close() }

@@ -81,26 +81,45 @@ func (h *Held) Close() error {
 }
 
 // Group is a list of held sockets indexed by slot: the members of a
-// reuseport group, in the order they joined it.
+// reuseport group. A slot may be empty (see Take), and filled again.
 type Group struct {
 	mu     sync.Mutex
-	fds    []int
+	fds    []int // -1: empty slot
 	closed bool
 }
 
 // Add holds c (see Hold) as the next slot.
 func (g *Group) Add(c Conn) error {
+	g.mu.Lock()
+	n := len(g.fds)
+	g.mu.Unlock()
+	return g.Put(n, c)
+}
+
+// Put holds c (see Hold) in slot, which must be empty or beyond the end
+// (the slots between stay empty). It closes c whatever happens.
+func (g *Group) Put(slot int, c Conn) error {
 	fd, err := HoldFD(c)
 	if err != nil {
 		return err
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.closed {
+	switch {
+	case g.closed:
 		closeFD(fd)
 		return net.ErrClosed
+	case slot >= len(g.fds):
+		for len(g.fds) < slot {
+			g.fds = append(g.fds, -1)
+		}
+		g.fds = append(g.fds, fd)
+	case slot >= 0 && slot < len(g.fds) && g.fds[slot] < 0:
+		g.fds[slot] = fd
+	default:
+		closeFD(fd)
+		return fmt.Errorf("slot %d of a group of %d is not free", slot, len(g.fds))
 	}
-	g.fds = append(g.fds, fd)
 	return nil
 }
 
@@ -114,14 +133,51 @@ func (g *Group) FD(slot int) (int, error) {
 	if slot < 0 || slot >= len(g.fds) {
 		return -1, fmt.Errorf("slot %d outside a group of %d", slot, len(g.fds))
 	}
+	if g.fds[slot] < 0 {
+		return -1, fmt.Errorf("slot %d: %w", slot, ErrEmptySlot)
+	}
 	return g.fds[slot], nil
 }
 
-// Len is the number of sockets in g.
+// ErrEmptySlot is returned by FD for a slot whose socket was taken out.
+var ErrEmptySlot = errors.New("empty slot")
+
+// Take removes slot's descriptor from g and returns it, owned by the
+// caller, who closes it with CloseFD.
+func (g *Group) Take(slot int) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return -1, net.ErrClosed
+	}
+	if slot < 0 || slot >= len(g.fds) || g.fds[slot] < 0 {
+		return -1, fmt.Errorf("slot %d: %w", slot, ErrEmptySlot)
+	}
+	fd := g.fds[slot]
+	g.fds[slot] = -1
+	return fd, nil
+}
+
+// Len is the number of slots of g, empty ones included.
 func (g *Group) Len() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return len(g.fds)
+}
+
+// Live is the number of slots of g that hold a socket, and one of them
+// (-1 if none).
+func (g *Group) Live() (n, anyFD int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	anyFD = -1
+	for _, fd := range g.fds {
+		if fd >= 0 {
+			n++
+			anyFD = fd
+		}
+	}
+	return n, anyFD
 }
 
 // Close closes every socket of g. It is idempotent.
@@ -134,6 +190,9 @@ func (g *Group) Close() error {
 	g.closed = true
 	var errs []error
 	for _, fd := range g.fds {
+		if fd < 0 {
+			continue
+		}
 		if err := closeFD(fd); err != nil {
 			errs = append(errs, err)
 		}

@@ -1,0 +1,427 @@
+//go:build unix
+
+package sockshare
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+
+	"github.com/sockshare/sockshare/internal/ipc"
+	"github.com/sockshare/sockshare/policy"
+	"github.com/sockshare/sockshare/tcp"
+	"github.com/sockshare/sockshare/udp"
+)
+
+// groupKey identifies one shared address: every worker's n-th open Listen
+// of the same network and address string shares one group, as in Node.js.
+type groupKey struct {
+	network string
+	addr    string
+	nth     uint32
+}
+
+// slotSockets is the master side of the strategies where workers hold a
+// socket: the same descriptor for every slot (shared) or one per slot
+// (reuseport). The descriptors stay owned by it.
+type slotSockets interface {
+	FD(slot int) (int, error)
+	Close() error
+}
+
+// group is one address served under one policy, and who uses it. The
+// master opens it for the first worker that listens on its key, and closes
+// it as soon as no worker listens on it and no slot whose crashed worker is
+// being restarted will come back to it (DESIGN invariant 7): new
+// connections are then refused and the address can be bound again. Under
+// reuseport, a slot that no longer uses the group leaves it the same way,
+// so the kernel stops giving it connections; those already queued on its
+// socket are handed to the other workers.
+type group struct {
+	id       uint32
+	key      groupKey
+	policy   policy.Name
+	fellBack bool
+	addr     net.Addr
+	sockets  slotSockets     // shared, reuseport
+	disp     *tcp.Dispatcher // rr, leastconn; reuseport TCP: hands over a leaving slot's queue
+
+	announced chan struct{} // closed once the opener has reported the group (fallback)
+	opMu      sync.Mutex    // serialises sending a slot's socket and releasing it
+
+	// Guarded by Master.mu.
+	members  map[*workerProc]bool // workers listening on it
+	reserved map[int]bool         // slots whose crashed worker is to restart
+	closed   bool
+}
+
+func (g *group) close() {
+	if g.disp != nil {
+		g.disp.Close()
+	}
+	if g.sockets != nil {
+		g.sockets.Close()
+	}
+}
+
+// slotInUseLocked reports whether a worker of slot listens on g, or will
+// again after its restart. Call with Master.mu held.
+func (g *group) slotInUseLocked(slot int) bool {
+	if g.reserved[slot] {
+		return true
+	}
+	for w := range g.members {
+		if w.slot == slot {
+			return true
+		}
+	}
+	return false
+}
+
+func isStream(network string) bool {
+	return network == "tcp" || network == "tcp4" || network == "tcp6"
+}
+
+func isPacket(network string) bool {
+	return network == "udp" || network == "udp4" || network == "udp6"
+}
+
+// serveListen answers a worker's Listen: find or open the group, make the
+// worker a member, reply. Runs on the worker's reader goroutine.
+func (m *Master) serveListen(w *workerProc, req *ipc.Msg) {
+	g, opened, fallback, pol, err := m.groupFor(w, req)
+	if err != nil {
+		m.listenFailed(w, req, pol, err)
+		return
+	}
+	if opened {
+		// Before any listening event of this group, whichever worker's.
+		if fallback != nil {
+			m.emit(*fallback)
+		}
+		close(g.announced)
+	} else {
+		<-g.announced
+	}
+	if err := m.attach(w, g, req); err != nil {
+		m.leaveGroup(w, g, false)
+		return
+	}
+	w.setState(StateListening)
+	m.emit(Event{Type: EventListening, WorkerID: w.id, Slot: w.slot, PID: w.pid, Network: req.Network, Addr: g.addr.String(), Policy: g.policy})
+	// Readiness is implied by the first Listen served.
+	w.markReady()
+}
+
+// listenFailed sends the worker its Listen error and reports it.
+func (m *Master) listenFailed(w *workerProc, req *ipc.Msg, pol policy.Name, err error) {
+	reply := ipc.Msg{Type: ipc.ListenReply, Seq: req.Seq, Network: req.Network, Policy: string(pol)}
+	// The worker's error names the network, address and policy itself:
+	// send the cause ("bind: address already in use").
+	cause := err
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		cause = oe.Err
+	}
+	reply.Err = cause.Error()
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		reply.Errno = uint32(errno)
+	}
+	reply.Flags = remoteFlags(err)
+	w.send(&reply, nil)
+	// Info, not Warn: the error is the worker's Listen result and an
+	// EventListenError; the program decides whether it is a problem.
+	m.log.Info("sockshare: listen failed", "worker", w.id, "network", req.Network, "addr", req.Addr, "err", err)
+	remote := &remoteError{msg: reply.Err, errno: errno, flags: reply.Flags}
+	m.mu.Lock()
+	if m.listenErr == nil {
+		m.listenErr = &ListenError{WorkerID: w.id, Network: req.Network, Addr: req.Addr, Err: remote}
+		m.notifyLocked()
+	}
+	m.mu.Unlock()
+	m.emit(Event{Type: EventListenError, WorkerID: w.id, Slot: w.slot, PID: w.pid, Network: req.Network, Addr: req.Addr, Err: remote})
+}
+
+// attach sends the worker its listener: the slot's socket, or the
+// dispatcher's parameters, and makes it eligible for handoffs.
+func (m *Master) attach(w *workerProc, g *group, req *ipc.Msg) error {
+	reply := ipc.Msg{Type: ipc.ListenReply, Seq: req.Seq, Network: req.Network, Listener: g.id, Policy: string(g.policy), Addr: g.addr.String()}
+	if g.fellBack {
+		reply.Flags |= ipc.FlagFallback
+	}
+	if g.disp != nil {
+		reply.Window = uint32(g.disp.Window())
+		if g.disp.TracksClose() {
+			reply.Flags |= ipc.FlagTrackClose
+		}
+	}
+	g.opMu.Lock()
+	defer g.opMu.Unlock()
+	var fds []int
+	if g.sockets != nil {
+		fd, err := g.sockets.FD(w.slot)
+		if err != nil {
+			m.listenFailed(w, req, g.policy, err)
+			return err
+		}
+		reply.NumFDs = 1
+		fds = []int{fd}
+	}
+	// Reply first, so the worker knows the listener before the first
+	// connection arrives; then make it eligible.
+	if err := w.send(&reply, fds); err != nil {
+		return err
+	}
+	if g.disp != nil {
+		mem := g.disp.Add(w.slot, w)
+		w.mu.Lock()
+		old := w.joined[g.id]
+		w.joined[g.id] = joined{g, mem}
+		gone := w.state == StateExited
+		w.mu.Unlock()
+		if old.mem != nil {
+			// The worker listened on this group again (after closing it).
+			g.disp.Remove(old.mem)
+		}
+		if gone {
+			g.disp.Remove(mem)
+		}
+	}
+	return nil
+}
+
+// groupFor finds or opens the group for a Listen request and makes w a
+// member of it, so that the group cannot close under the Listen. Bind
+// errors are returned, not remembered: a later Listen tries again.
+func (m *Master) groupFor(w *workerProc, req *ipc.Msg) (g *group, opened bool, fallback *Event, pol policy.Name, err error) {
+	pol = m.pol
+	if req.Policy != "" {
+		p, err := policy.Parse(req.Policy)
+		if err != nil {
+			return nil, false, nil, "", err
+		}
+		pol = p
+	}
+	asked := pol
+	fellBack := false
+	switch {
+	case isStream(req.Network):
+	case isPacket(req.Network):
+		pol, fellBack = pol.ForPacket()
+	default:
+		return nil, false, nil, pol, fmt.Errorf("%w %q (want tcp, tcp4, tcp6, udp, udp4 or udp6)", ErrNetwork, req.Network)
+	}
+	key := groupKey{network: req.Network, addr: req.Addr, nth: req.Nth}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopping {
+		return nil, false, nil, pol, errStopping
+	}
+	if g := m.groups[key]; g != nil {
+		if g.policy != pol {
+			return nil, false, nil, pol, fmt.Errorf("%w: %s %s is served under %q, not %q", ErrPolicyConflict, req.Network, req.Addr, g.policy, pol)
+		}
+		m.joinLocked(w, g)
+		return g, false, nil, pol, nil
+	}
+	m.nextGroup++
+	g = &group{id: m.nextGroup, key: key, policy: pol, fellBack: fellBack,
+		announced: make(chan struct{}), members: map[*workerProc]bool{}, reserved: map[int]bool{}}
+	if isStream(req.Network) {
+		err = m.openStream(g, req.Network, req.Addr, w.slot)
+	} else {
+		err = m.openPacket(g, req.Network, req.Addr, w.slot)
+	}
+	if err != nil {
+		return nil, false, nil, pol, err
+	}
+	m.groups[key] = g
+	m.groupByID[g.id] = g
+	m.joinLocked(w, g)
+	if fellBack {
+		// Said once per address, not once per worker.
+		m.log.Warn("sockshare: policy does not apply to datagram sockets; using shared", "policy", asked, "network", req.Network, "addr", g.addr.String())
+		fallback = &Event{Type: EventFallback, WorkerID: w.id, Slot: w.slot, PID: w.pid, Network: req.Network, Addr: g.addr.String(), Policy: pol,
+			Err: fmt.Errorf("policy %q does not apply to %s; using %q", asked, req.Network, pol)}
+	}
+	if isPacket(req.Network) && m.cfg.UDPSteering && pol != policy.ReusePort {
+		m.log.Warn("sockshare: UDP steering needs the reuseport policy; not applied", "policy", pol, "addr", g.addr.String())
+	}
+	return g, true, fallback, pol, nil
+}
+
+func (m *Master) joinLocked(w *workerProc, g *group) {
+	g.members[w] = true
+	delete(g.reserved, w.slot)
+	w.groups[g.id] = g
+}
+
+// leaveGroup ends w's membership of g. With reserve, w's slot keeps its
+// place because a replacement is on its way (a crash with a restart
+// scheduled). Then g closes if nobody uses it, or, under reuseport, w's
+// slot leaves it if no worker of the slot still listens.
+func (m *Master) leaveGroup(w *workerProc, g *group, reserve bool) {
+	m.mu.Lock()
+	if !g.members[w] {
+		m.mu.Unlock()
+		return
+	}
+	delete(g.members, w)
+	delete(w.groups, g.id)
+	if reserve && !g.closed {
+		g.reserved[w.slot] = true
+	}
+	m.mu.Unlock()
+	m.settle(g, w.slot)
+}
+
+// unreserveSlot drops slot's reservations: nothing will come back to them
+// (the slot was given up, or left empty on purpose).
+func (m *Master) unreserveSlot(slot int) {
+	m.mu.Lock()
+	var gs []*group
+	for _, g := range m.groups {
+		if g.reserved[slot] {
+			delete(g.reserved, slot)
+			gs = append(gs, g)
+		}
+	}
+	m.mu.Unlock()
+	for _, g := range gs {
+		m.settle(g, slot)
+	}
+}
+
+// settle closes g if nobody uses it any more, or releases slot's socket of
+// a reuseport group that the slot no longer uses.
+func (m *Master) settle(g *group, slot int) {
+	m.mu.Lock()
+	if g.closed {
+		m.mu.Unlock()
+		return
+	}
+	if len(g.members) == 0 && len(g.reserved) == 0 && !m.stopping {
+		g.closed = true
+		delete(m.groups, g.key)
+		delete(m.groupByID, g.id)
+		m.mu.Unlock()
+		m.log.Info("sockshare: no worker listens; closing", "network", g.key.network, "addr", g.addr.String())
+		g.close()
+		return
+	}
+	release := g.policy == policy.ReusePort && !m.stopping && !g.slotInUseLocked(slot)
+	m.mu.Unlock()
+	if release {
+		m.releaseSlot(g, slot)
+	}
+}
+
+// releaseSlot takes slot's socket out of a reuseport group. TCP connections
+// queued on it go to the group's other workers.
+func (m *Master) releaseSlot(g *group, slot int) {
+	g.opMu.Lock()
+	defer g.opMu.Unlock()
+	m.mu.Lock()
+	skip := g.closed || g.slotInUseLocked(slot)
+	m.mu.Unlock()
+	if skip {
+		return
+	}
+	var err error
+	switch s := g.sockets.(type) {
+	case *tcp.ReusePortGroup:
+		var queued []int
+		queued, err = s.Release(slot)
+		if len(queued) > 0 {
+			m.log.Info("sockshare: handing a leaving slot's queued connections to the others", "addr", g.addr.String(), "slot", slot, "count", len(queued))
+			g.disp.Inject(queued)
+		}
+	case *udp.ReusePortGroup:
+		err = s.Release(slot)
+	}
+	if err != nil {
+		m.log.Warn("sockshare: release slot socket", "addr", g.addr.String(), "slot", slot, "err", err)
+	}
+}
+
+func (m *Master) openStream(g *group, network, address string, slot int) error {
+	if _, err := net.ResolveTCPAddr(network, address); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	var ln *net.TCPListener // the dispatcher's; nil for reuseport's
+	switch g.policy {
+	case policy.ReusePort:
+		rp, err := tcp.OpenReusePortSlot(ctx, network, address, slot)
+		if err != nil {
+			return err
+		}
+		g.sockets, g.addr = rp, rp.Addr()
+	case policy.Shared:
+		sh, err := tcp.NewShared(ctx, network, address)
+		if err != nil {
+			return err
+		}
+		g.sockets, g.addr = sh, sh.Addr()
+		return nil
+	default:
+		l, err := (&net.ListenConfig{}).Listen(ctx, network, address)
+		if err != nil {
+			return err
+		}
+		ln = l.(*net.TCPListener)
+		g.addr = ln.Addr()
+	}
+	picker := g.policy.NewPicker()
+	if picker == nil {
+		picker = policy.NewRoundRobin() // a leaving reuseport slot's queue
+	}
+	d, err := tcp.NewDispatcher(ln, tcp.DispatcherConfig{
+		Picker:     picker,
+		ListenerID: g.id,
+		Window:     m.cfg.Window,
+		MaxPending: m.cfg.MaxPending,
+		Logger:     m.log,
+	})
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		if g.sockets != nil {
+			g.sockets.Close()
+		}
+		return err
+	}
+	g.disp = d
+	return nil
+}
+
+// openPacket binds a datagram group: one socket for shared, one per slot
+// for reuseport (with optional cBPF steering). The master holds the
+// sockets outside its netpoller: it never reads them, and datagrams must
+// not wake it (see package udp).
+func (m *Master) openPacket(g *group, network, address string, slot int) error {
+	if _, err := net.ResolveUDPAddr(network, address); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	if g.policy == policy.ReusePort {
+		rp, err := udp.OpenReusePortSlot(ctx, network, address, slot, m.cfg.UDPSteering)
+		if err != nil {
+			return err
+		}
+		g.sockets, g.addr = rp, rp.Addr()
+		return nil
+	}
+	s, err := udp.NewShared(ctx, network, address)
+	if err != nil {
+		return err
+	}
+	g.sockets, g.addr = s, s.Addr()
+	return nil
+}

@@ -1,0 +1,6 @@
+//go:build !unix
+
+package tcp
+
+// accept is unavailable without unix sockets: nothing here accepts.
+func accept(int) (int, error) { return -1, ErrUnsupported }
