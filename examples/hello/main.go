@@ -8,8 +8,14 @@
 // CPU, then sleeps S ms, then answers. Once every worker listens, the master
 // prints one line: "listening on <addr> policy=<p> workers=<n>". SIGTERM or
 // SIGINT shut down gracefully (exit 0); SIGHUP replaces every worker without
-// dropping a connection. Bad flags, a bad address or a port in use print one
-// line on stderr and exit 2.
+// failing a request and prints "reload: worker 1 → 3, 2 → 4" (old → new,
+// slot by slot). Bad flags, a bad address or a port in use print one line on
+// stderr and exit 2.
+//
+// Under go run, the pid you see is the go command's: it forwards no signal,
+// and SIGTERM or SIGHUP sent to it end the go command and leave hello
+// running. Ctrl-C works (the terminal signals the whole process group). To
+// signal hello, run the built binary (go build ./examples/hello).
 package main
 
 import (
@@ -24,7 +30,9 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -96,7 +104,7 @@ func master(o options, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	go reloadOnHUP(ctx, m, stderr)
+	go reloadOnHUP(ctx, m, stdout, stderr)
 	ran := make(chan error, 1)
 	go func() { ran <- m.Run(ctx) }()
 
@@ -120,21 +128,46 @@ func master(o options, stdout, stderr io.Writer) int {
 }
 
 // reloadOnHUP replaces every worker, without dropping a connection, on each
-// SIGHUP until ctx ends.
-func reloadOnHUP(ctx context.Context, m *sockshare.Master, stderr io.Writer) {
+// SIGHUP until ctx ends, and prints which worker replaced which:
+// "reload: worker 1 → 3, 2 → 4".
+func reloadOnHUP(ctx context.Context, m *sockshare.Master, stdout, stderr io.Writer) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
-			if err := m.Reload(ctx); err != nil && ctx.Err() == nil {
-				fmt.Fprintf(stderr, "hello: reload: %v\n", err)
+			before := m.Workers()
+			if err := m.Reload(ctx); err != nil {
+				if ctx.Err() == nil {
+					fmt.Fprintf(stderr, "hello: reload: %v\n", err)
+				}
+				continue
 			}
+			fmt.Fprintln(stdout, reloadLine(before, m.Workers()))
 		case <-ctx.Done():
 			return
 		}
 	}
+}
+
+// reloadLine pairs, slot by slot, each old worker with its replacement.
+func reloadLine(before, after []sockshare.WorkerInfo) string {
+	old := map[int]bool{}
+	for _, b := range before {
+		old[b.ID] = true
+	}
+	var pairs []string
+	for _, a := range after {
+		for _, b := range before {
+			// after may still list an old worker that is exiting.
+			if a.Slot == b.Slot && !old[a.ID] {
+				pairs = append(pairs, fmt.Sprintf("%d → %d", b.ID, a.ID))
+			}
+		}
+	}
+	slices.Sort(pairs)
+	return "reload: worker " + strings.Join(pairs, ", ")
 }
 
 func worker(o options) int {
