@@ -36,7 +36,9 @@ type Config struct {
 	// Stdout and Stderr receive the workers' output. Nil means the
 	// master's own standard output and error.
 	Stdout, Stderr io.Writer
-	// Logger receives the master's own reports. Nil means silent.
+	// Logger receives the master's own reports (warnings such as a policy
+	// falling back, crashes, give-ups). Nil means slog.Default(); to
+	// silence them, pass slog.New(slog.DiscardHandler).
 	Logger *slog.Logger
 
 	// ShutdownTimeout bounds graceful shutdown and disconnects: after it,
@@ -122,7 +124,7 @@ func (c Config) withDefaults() (Config, policy.Name, error) {
 		c.Stderr = os.Stderr
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+		c.Logger = slog.Default()
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {

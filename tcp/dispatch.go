@@ -42,7 +42,7 @@ type DispatcherConfig struct {
 	// Default DefaultMaxPending.
 	MaxPending int
 	// Logger receives reports of dropped connections and accept errors.
-	// Nil means silent.
+	// Nil means slog.Default().
 	Logger *slog.Logger
 }
 
@@ -139,7 +139,7 @@ func NewDispatcher(ln *net.TCPListener, cfg DispatcherConfig) (*Dispatcher, erro
 	}
 	log := cfg.Logger
 	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+		log = slog.Default()
 	}
 	var lf *os.File
 	addr := "-"
