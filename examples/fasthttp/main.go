@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
@@ -202,20 +203,30 @@ func reload(ctx context.Context, m *sockshare.Master, stdout io.Writer) error {
 	if err := m.Reload(ctx); err != nil {
 		return err
 	}
-	old := map[int]bool{}
-	for _, b := range before {
-		old[b.ID] = true
-	}
-	var pairs []string
-	for _, a := range m.Workers() {
-		for _, b := range before {
-			// Workers may still list an old worker that is exiting.
-			if a.Slot == b.Slot && !old[a.ID] {
-				pairs = append(pairs, fmt.Sprintf("%d → %d", b.ID, a.ID))
+	fmt.Fprintln(stdout, reloadLine(before, m.Workers()))
+	return nil
+}
+
+// reloadLine says, slot by slot, which worker replaced which:
+// "reload: worker 1 → 3, 2 → 4".
+func reloadLine(before, after []sockshare.WorkerInfo) string {
+	// Slot → id of the workers that are not leaving: a snapshot may still
+	// list an old worker that is draining or has exited.
+	live := func(ws []sockshare.WorkerInfo) map[int]int {
+		m := map[int]int{}
+		for _, w := range ws {
+			if w.State < sockshare.StateDisconnecting {
+				m[w.Slot] = w.ID
 			}
 		}
+		return m
 	}
-	slices.Sort(pairs)
-	fmt.Fprintln(stdout, "reload: worker "+strings.Join(pairs, ", "))
-	return nil
+	was, now := live(before), live(after)
+	var pairs []string
+	for _, slot := range slices.Sorted(maps.Keys(now)) {
+		if old, ok := was[slot]; ok && old != now[slot] {
+			pairs = append(pairs, fmt.Sprintf("%d → %d", old, now[slot]))
+		}
+	}
+	return "reload: worker " + strings.Join(pairs, ", ")
 }

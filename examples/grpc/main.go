@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"slices"
@@ -129,20 +130,24 @@ func reload(ctx context.Context, m *sockshare.Master, stdout io.Writer) error {
 // reloadLine says, slot by slot, which worker replaced which:
 // "reload: worker 1 → 3, 2 → 4".
 func reloadLine(before, after []sockshare.WorkerInfo) string {
-	old := map[int]bool{}
-	for _, b := range before {
-		old[b.ID] = true
-	}
-	var pairs []string
-	for _, a := range after {
-		for _, b := range before {
-			// after may still list an old worker that is exiting.
-			if a.Slot == b.Slot && !old[a.ID] {
-				pairs = append(pairs, fmt.Sprintf("%d → %d", b.ID, a.ID))
+	// Slot → id of the workers that are not leaving: a snapshot may still
+	// list an old worker that is draining or has exited.
+	live := func(ws []sockshare.WorkerInfo) map[int]int {
+		m := map[int]int{}
+		for _, w := range ws {
+			if w.State < sockshare.StateDisconnecting {
+				m[w.Slot] = w.ID
 			}
 		}
+		return m
 	}
-	slices.Sort(pairs)
+	was, now := live(before), live(after)
+	var pairs []string
+	for _, slot := range slices.Sorted(maps.Keys(now)) {
+		if old, ok := was[slot]; ok && old != now[slot] {
+			pairs = append(pairs, fmt.Sprintf("%d → %d", old, now[slot]))
+		}
+	}
 	return "reload: worker " + strings.Join(pairs, ", ")
 }
 
