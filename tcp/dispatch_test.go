@@ -25,6 +25,7 @@ type inproc struct {
 	dead      bool
 	closed    int
 	delivered sync.WaitGroup // deliveries in flight
+	served    sync.WaitGroup // the serve loop and its connection handlers
 }
 
 func (w *inproc) SendConns(ids []uint64, fds []int) error {
@@ -77,8 +78,9 @@ func newDispatcher(t *testing.T, pick policy.Name, window, maxPending int) *Disp
 }
 
 // addWorker adds an in-process worker. When the test ends it closes the
-// worker's listener and waits for its deliveries, so no descriptor of one
-// test is still open, or closed late, in the next one.
+// worker's listener and waits for its deliveries and for serve's handlers,
+// so no descriptor of one test is still open, or closed late, in the next
+// one: the tests that count /proc/self/fd count the whole process.
 func addWorker(t *testing.T, d *Dispatcher, slot int) *inproc {
 	w := &inproc{d: d}
 	w.hl = NewHandoffListener(d.Addr(), d.Window(), d.TracksClose(), w)
@@ -86,25 +88,37 @@ func addWorker(t *testing.T, d *Dispatcher, slot int) *inproc {
 	t.Cleanup(func() {
 		w.delivered.Wait()
 		w.hl.Close()
+		w.served.Wait()
 	})
 	return w
 }
 
-// serve accepts on w and echoes one byte per connection, then closes it.
+// serve accepts on w, in a goroutine, and echoes one byte per connection,
+// then closes it. A client reads the byte before the handler has closed its
+// end, so the handlers are counted in w.served, which addWorker's cleanup
+// waits for; the deadline bounds a handler whose client neither writes nor
+// closes.
 func serve(w *inproc) {
-	for {
-		c, err := w.hl.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			b := make([]byte, 1)
-			if _, err := io.ReadFull(c, b); err == nil {
-				c.Write(b)
+	w.served.Add(1)
+	go func() {
+		defer w.served.Done()
+		for {
+			c, err := w.hl.Accept()
+			if err != nil {
+				return
 			}
-		}()
-	}
+			w.served.Add(1) // while the loop's own count holds Wait off
+			go func() {
+				defer w.served.Done()
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				b := make([]byte, 1)
+				if _, err := io.ReadFull(c, b); err == nil {
+					c.Write(b)
+				}
+			}()
+		}
+	}()
 }
 
 func ping(t *testing.T, addr string) error {
@@ -150,8 +164,8 @@ func waitStats(t *testing.T, d *Dispatcher, what string, cond func(Stats) bool) 
 func TestDispatchRoundRobinExact(t *testing.T) {
 	d := newDispatcher(t, policy.RR, 8, 64)
 	a, b := addWorker(t, d, 0), addWorker(t, d, 1)
-	go serve(a)
-	go serve(b)
+	serve(a)
+	serve(b)
 	for i := range 200 {
 		if err := ping(t, d.Addr().String()); err != nil {
 			t.Fatalf("connection %d: %v", i, err)
@@ -166,8 +180,8 @@ func TestDispatchRoundRobinExact(t *testing.T) {
 func TestDispatchNoFDLeak(t *testing.T) {
 	d := newDispatcher(t, policy.RR, 16, 64)
 	a, b := addWorker(t, d, 0), addWorker(t, d, 1)
-	go serve(a)
-	go serve(b)
+	serve(a)
+	serve(b)
 	if err := ping(t, d.Addr().String()); err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +210,7 @@ func TestDispatchNoFDLeak(t *testing.T) {
 func TestDispatchRemoveRedispatches(t *testing.T) {
 	d := newDispatcher(t, policy.RR, 8, 64)
 	stalled, live := addWorker(t, d, 0), addWorker(t, d, 1)
-	go serve(live)
+	serve(live)
 	errs := make(chan error, 6)
 	for range 6 {
 		go func() { errs <- ping(t, d.Addr().String()) }()
@@ -220,7 +234,7 @@ func TestDispatchRemoveRedispatches(t *testing.T) {
 func TestDispatchListenerCloseReturns(t *testing.T) {
 	d := newDispatcher(t, policy.RR, 8, 64)
 	closing, live := addWorker(t, d, 0), addWorker(t, d, 1)
-	go serve(live)
+	serve(live)
 	errs := make(chan error, 6)
 	for range 6 {
 		go func() { errs <- ping(t, d.Addr().String()) }()
@@ -263,7 +277,7 @@ func TestDispatchBackpressure(t *testing.T) {
 		t.Fatalf("accepted %d with a stalled worker; the bound is %d", s.Accepted, 5+2+acceptBatch)
 	}
 	// Serving drains everything, kernel backlog included.
-	go serve(w)
+	serve(w)
 	for _, c := range conns {
 		c.Write([]byte{'x'})
 	}
@@ -302,7 +316,7 @@ func TestDispatchLeastConn(t *testing.T) {
 	}
 	c.Close() // idle now has 0 open, busy has 2
 	waitStats(t, d, "the close report", func(Stats) bool { return d.MemberStats(idle.m).Active == 0 })
-	go serve(idle)
+	serve(idle)
 	for range 5 {
 		if err := ping(t, d.Addr().String()); err != nil {
 			t.Fatal(err)
@@ -313,7 +327,9 @@ func TestDispatchLeastConn(t *testing.T) {
 	}
 }
 
-// Close drops and counts what no worker took; nothing leaks.
+// Close drops and counts what no worker took; nothing leaks. The count is
+// of the whole process, so it holds only because every earlier test waits,
+// in addWorker's cleanup, for what its workers still hold.
 func TestDispatchCloseCountsDropped(t *testing.T) {
 	before := fdCount(t)
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -332,6 +348,9 @@ func TestDispatchCloseCountsDropped(t *testing.T) {
 	}
 	waitStats(t, d, "the queue to fill", func(s Stats) bool { return s.Pending == 5 && s.Inflight == 2 })
 	d.Close()
+	// The two handed connections may still be on their way to the listener
+	// (SendConns delivers asynchronously); Close must find them queued.
+	w.delivered.Wait()
 	w.hl.Close()
 	if s := d.Stats(); s.Dropped != 7 {
 		t.Fatalf("dropped %d; want 7 (5 pending + 2 in the window)", s.Dropped)
