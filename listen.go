@@ -16,6 +16,18 @@ import (
 // Errors in a worker name the address and the policy and wrap the cause:
 // errors.Is(err, syscall.EADDRINUSE) holds for a port in use. The master
 // survives a failed Listen, and a later Listen may retry.
+//
+// The listener behaves alike under every policy: SetDeadline, Close and
+// Addr as on a *net.TCPListener, and every accepted connection has the
+// methods of *net.TCPConn and is a syscall.Conn. Its type differs: a
+// *net.TCPListener standalone, a *tcp.SocketListener under shared and
+// reuseport (embedding the *net.TCPListener), a *tcp.HandoffListener under
+// rr and leastconn (whose File and SyscallConn report
+// errors.ErrUnsupported: the master holds the socket). Under leastconn an
+// accepted connection is a wrapper reporting its Close to the master; use
+// TCPConn to get the *net.TCPConn under any policy. Close the listener to
+// stop listening: when no worker listens on an address any more, the
+// master closes it.
 func Listen(network, address string) (net.Listener, error) {
 	var lc ListenConfig
 	return lc.Listen(context.Background(), network, address)
@@ -181,4 +193,23 @@ func listenErr(network, address, pol string, err error) error {
 		return fmt.Errorf("listen %s %s: %w", network, address, err)
 	}
 	return fmt.Errorf("listen %s %s: policy %q: %w", network, address, pol, err)
+}
+
+// TCPConn returns the *net.TCPConn behind a connection that a Listener of
+// this package accepted, under any policy. Under leastconn Accept returns a
+// wrapper (it reports the connection's Close to the master), so a plain
+// c.(*net.TCPConn) fails there; every *net.TCPConn method is still there
+// on the wrapper, and it is a syscall.Conn. Closing what TCPConn returns is
+// noticed too, within a quarter of a second.
+func TCPConn(c net.Conn) (*net.TCPConn, bool) {
+	for {
+		switch x := c.(type) {
+		case *net.TCPConn:
+			return x, true
+		case interface{ Unwrap() net.Conn }:
+			c = x.Unwrap()
+		default:
+			return nil, false
+		}
+	}
 }

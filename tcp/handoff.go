@@ -3,11 +3,13 @@
 package tcp
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Acker carries a HandoffListener's acknowledgements back to the master.
@@ -41,10 +43,15 @@ type HandoffListener struct {
 	acker Acker
 	track bool
 
-	mu     sync.Mutex
-	closed bool
-	ch     chan handed
-	done   chan struct{}
+	mu       sync.Mutex
+	closed   bool
+	deadline time.Time
+	timer    *time.Timer   // fires at deadline
+	expired  chan struct{} // closed when deadline passes; replaced by SetDeadline
+	ch       chan handed
+	done     chan struct{}
+
+	exposed exposedConns // leastconn connections unwrapped by the program
 }
 
 // NewHandoffListener returns a listener reporting addr. window is the most
@@ -54,14 +61,74 @@ func NewHandoffListener(addr net.Addr, window int, trackClose bool, a Acker) *Ha
 	if window < 1 {
 		window = 1
 	}
-	return &HandoffListener{
-		addr:  addr,
-		acker: a,
-		track: trackClose,
-		ch:    make(chan handed, window),
-		done:  make(chan struct{}),
+	l := &HandoffListener{
+		addr:    addr,
+		acker:   a,
+		track:   trackClose,
+		ch:      make(chan handed, window),
+		done:    make(chan struct{}),
+		expired: make(chan struct{}),
+	}
+	l.exposed.acker = a
+	return l
+}
+
+// SetDeadline sets the deadline of Accept, as on a *net.TCPListener: past
+// it, Accept returns an error whose Timeout() is true. The zero time means
+// none.
+func (l *HandoffListener) SetDeadline(t time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return l.opErr("set", net.ErrClosed)
+	}
+	if l.timer != nil {
+		l.timer.Stop()
+		l.timer = nil
+	}
+	l.deadline = t
+	if isClosedChan(l.expired) {
+		l.expired = make(chan struct{})
+	}
+	if t.IsZero() {
+		return nil
+	}
+	expired := l.expired
+	if d := time.Until(t); d <= 0 {
+		close(expired)
+	} else {
+		l.timer = time.AfterFunc(d, func() {
+			l.mu.Lock()
+			if l.expired == expired && !isClosedChan(expired) {
+				close(expired)
+			}
+			l.mu.Unlock()
+		})
+	}
+	return nil
+}
+
+func isClosedChan(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
+
+// SyscallConn reports errors.ErrUnsupported: under rr and leastconn the
+// worker holds no listening socket, the master does.
+func (l *HandoffListener) SyscallConn() (syscall.RawConn, error) {
+	return nil, l.opErr("raw-control", errNoSocket)
+}
+
+// File reports errors.ErrUnsupported, as SyscallConn does.
+func (l *HandoffListener) File() (*os.File, error) {
+	return nil, l.opErr("file", errNoSocket)
+}
+
+var errNoSocket = fmt.Errorf("the master accepts under this policy; the worker has no listening socket: %w", errors.ErrUnsupported)
 
 // Deliver queues connections handed by the master for Accept. It takes
 // ownership of fds. Connections it cannot queue (listener closed, or more
@@ -86,36 +153,41 @@ func (l *HandoffListener) Deliver(ids []uint64, fds []int) {
 	}
 }
 
-// Accept waits for the next handed connection.
+// Accept waits for the next handed connection, or the deadline.
 func (l *HandoffListener) Accept() (net.Conn, error) {
-	for {
-		select {
-		case <-l.done:
-			return nil, l.opErr(net.ErrClosed)
-		default:
+	l.mu.Lock()
+	expired := l.expired
+	l.mu.Unlock()
+	select {
+	case <-l.done:
+		return nil, l.opErr("accept", net.ErrClosed)
+	case <-expired:
+		return nil, l.opErr("accept", os.ErrDeadlineExceeded)
+	default:
+	}
+	select {
+	case h := <-l.ch:
+		c, err := fdConn(h.fd)
+		if err != nil {
+			// Typically EMFILE on the dup: let another worker serve it,
+			// and tell the caller, whose server backs off.
+			l.acker.Returned([]uint64{h.id})
+			return nil, l.opErr("accept", err)
 		}
-		select {
-		case h := <-l.ch:
-			c, err := fdConn(h.fd)
-			if err != nil {
-				// Typically EMFILE on the dup: let another worker serve it,
-				// and tell the caller, whose server backs off.
-				l.acker.Returned([]uint64{h.id})
-				return nil, l.opErr(err)
-			}
-			l.acker.Taken(h.id)
-			if l.track {
-				return newTrackedConn(c, h.id, l.acker), nil
-			}
-			return c, nil
-		case <-l.done:
-			return nil, l.opErr(net.ErrClosed)
+		l.acker.Taken(h.id)
+		if l.track {
+			return newTrackedConn(c, h.id, l.acker, &l.exposed), nil
 		}
+		return c, nil
+	case <-l.done:
+		return nil, l.opErr("accept", net.ErrClosed)
+	case <-expired:
+		return nil, l.opErr("accept", os.ErrDeadlineExceeded)
 	}
 }
 
-func (l *HandoffListener) opErr(err error) error {
-	return &net.OpError{Op: "accept", Net: l.addr.Network(), Addr: l.addr, Err: err}
+func (l *HandoffListener) opErr(op string, err error) error {
+	return &net.OpError{Op: op, Net: l.addr.Network(), Addr: l.addr, Err: err}
 }
 
 // Close stops Accept and hands every queued connection back to the master.
@@ -123,9 +195,12 @@ func (l *HandoffListener) Close() error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return l.opErr(net.ErrClosed)
+		return l.opErr("close", net.ErrClosed)
 	}
 	l.closed = true
+	if l.timer != nil {
+		l.timer.Stop()
+	}
 	close(l.done)
 	var back []uint64
 	for {
@@ -162,14 +237,16 @@ func fdConn(fd int) (net.Conn, error) {
 }
 
 // trackedConn reports its first Close to the master, for leastconn. It
-// embeds *net.TCPConn so the TCP methods (SetKeepAlive, ReadFrom for
-// sendfile/splice, ...) stay available; a type assertion to *net.TCPConn
-// must go through Unwrap.
+// embeds *net.TCPConn, so every TCP method (SetKeepAlive, SyscallConn,
+// ReadFrom for sendfile/splice, ...) is there; a type assertion to
+// *net.TCPConn must go through Unwrap. A connection closed through what
+// Unwrap returned is still reported: see exposedConns.
 type trackedConn struct {
 	*net.TCPConn
-	id    uint64
-	acker Acker
-	once  sync.Once
+	id      uint64
+	acker   Acker
+	exposed *exposedConns
+	once    sync.Once
 }
 
 type trackedOther struct {
@@ -179,21 +256,29 @@ type trackedOther struct {
 	once  sync.Once
 }
 
-func newTrackedConn(c net.Conn, id uint64, a Acker) net.Conn {
+func newTrackedConn(c net.Conn, id uint64, a Acker, x *exposedConns) net.Conn {
 	if tc, ok := c.(*net.TCPConn); ok {
-		return &trackedConn{TCPConn: tc, id: id, acker: a}
+		return &trackedConn{TCPConn: tc, id: id, acker: a, exposed: x}
 	}
 	return &trackedOther{Conn: c, id: id, acker: a}
 }
 
 func (c *trackedConn) Close() error {
 	err := c.TCPConn.Close()
-	c.once.Do(func() { c.acker.Closed(c.id) })
+	c.once.Do(func() {
+		c.exposed.forget(c.id)
+		c.acker.Closed(c.id)
+	})
 	return err
 }
 
-// Unwrap returns the underlying *net.TCPConn.
-func (c *trackedConn) Unwrap() net.Conn { return c.TCPConn }
+// Unwrap returns the underlying *net.TCPConn. Its Close skips this
+// wrapper, so from now on the listener also watches the connection itself
+// and reports its close within ExposedPollInterval.
+func (c *trackedConn) Unwrap() net.Conn {
+	c.exposed.watch(c)
+	return c.TCPConn
+}
 
 func (c *trackedOther) Close() error {
 	err := c.Conn.Close()
@@ -203,3 +288,65 @@ func (c *trackedOther) Close() error {
 
 // Unwrap returns the underlying connection.
 func (c *trackedOther) Unwrap() net.Conn { return c.Conn }
+
+// ExposedPollInterval is how often a leastconn listener checks whether a
+// connection handed out by Unwrap was closed behind its wrapper's back.
+const ExposedPollInterval = 250 * time.Millisecond
+
+// exposedConns watches the leastconn connections whose *net.TCPConn the
+// program took out with Unwrap, so that closing it directly cannot keep the
+// master counting the connection forever.
+type exposedConns struct {
+	acker Acker
+	mu    sync.Mutex
+	conns map[uint64]*trackedConn
+}
+
+func (x *exposedConns) watch(c *trackedConn) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.conns == nil {
+		x.conns = map[uint64]*trackedConn{}
+	}
+	if len(x.conns) == 0 {
+		go x.poll()
+	}
+	x.conns[c.id] = c
+}
+
+func (x *exposedConns) forget(id uint64) {
+	x.mu.Lock()
+	delete(x.conns, id)
+	x.mu.Unlock()
+}
+
+// poll reports closed connections until none is watched.
+func (x *exposedConns) poll() {
+	t := time.NewTicker(ExposedPollInterval)
+	defer t.Stop()
+	for range t.C {
+		x.mu.Lock()
+		var closed []*trackedConn
+		for id, c := range x.conns {
+			if connClosed(c.TCPConn) {
+				closed = append(closed, c)
+				delete(x.conns, id)
+			}
+		}
+		left := len(x.conns)
+		x.mu.Unlock()
+		for _, c := range closed {
+			c.once.Do(func() { c.acker.Closed(c.id) })
+		}
+		if left == 0 {
+			return
+		}
+	}
+}
+
+// connClosed reports whether c was closed: a closed conn's RawConn refuses
+// Control.
+func connClosed(c *net.TCPConn) bool {
+	rc, err := c.SyscallConn()
+	return err != nil || rc.Control(func(uintptr) {}) != nil
+}
