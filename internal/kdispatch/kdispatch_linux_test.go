@@ -44,6 +44,7 @@ type slotGroup struct {
 	listeners []*net.TCPListener
 	fds       []int
 	accepted  chan accept
+	done      chan struct{} // closed when the test ends
 	wg        sync.WaitGroup
 	// onAccept and onClose, when set before start, run in the accepting
 	// goroutine around each connection.
@@ -65,7 +66,7 @@ func listenConfig() net.ListenConfig {
 
 func newSlotGroup(t testing.TB, n int) *slotGroup {
 	t.Helper()
-	g := &slotGroup{accepted: make(chan accept, 4096)}
+	g := &slotGroup{accepted: make(chan accept, 1<<16), done: make(chan struct{})}
 	lc := listenConfig()
 	addr := "127.0.0.1:0"
 	for range n {
@@ -123,12 +124,17 @@ func (g *slotGroup) serve(slot int, ln *net.TCPListener) {
 			if g.onClose != nil {
 				g.onClose(slot)
 			}
-			g.accepted <- accept{slot, from}
+			select {
+			case g.accepted <- accept{slot, from}:
+			case <-g.done:
+				return
+			}
 		}
 	}()
 }
 
 func (g *slotGroup) close() {
+	close(g.done)
 	for _, ln := range g.listeners {
 		ln.Close()
 	}
