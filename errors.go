@@ -23,6 +23,8 @@ var (
 	// ErrNetwork is wrapped when a network name does not fit the call
 	// (for example ListenPacket("tcp", ...)).
 	ErrNetwork = errors.New("unsupported network")
+	// ErrStopped is returned by WaitReady when Run has returned.
+	ErrStopped = errors.New("sockshare: the master has stopped")
 	// ErrAllWorkersFailed is returned by Run when every slot was given up.
 	ErrAllWorkersFailed = errors.New("sockshare: every worker slot was given up")
 	// ErrWorkerEnv is returned by NewMaster, Listen and ListenPacket in a

@@ -81,14 +81,6 @@ func (g *group) slotInUseLocked(slot int) bool {
 	return false
 }
 
-func isStream(network string) bool {
-	return network == "tcp" || network == "tcp4" || network == "tcp6"
-}
-
-func isPacket(network string) bool {
-	return network == "udp" || network == "udp4" || network == "udp6"
-}
-
 // serveListen answers a worker's Listen: find or open the group, make the
 // worker a member, reply. Runs on the worker's reader goroutine.
 func (m *Master) serveListen(w *workerProc, req *ipc.Msg) {
@@ -138,8 +130,8 @@ func (m *Master) listenFailed(w *workerProc, req *ipc.Msg, pol policy.Name, err 
 	m.log.Info("sockshare: listen failed", "worker", w.id, "network", req.Network, "addr", req.Addr, "err", err)
 	remote := &remoteError{msg: reply.Err, errno: errno, flags: reply.Flags}
 	m.mu.Lock()
-	if m.listenErr == nil {
-		m.listenErr = &ListenError{WorkerID: w.id, Network: req.Network, Addr: req.Addr, Err: remote}
+	if m.firstListenErr == nil {
+		m.firstListenErr = &ListenError{WorkerID: w.id, Network: req.Network, Addr: req.Addr, Err: remote}
 		m.notifyLocked()
 	}
 	m.mu.Unlock()
@@ -209,8 +201,8 @@ func (m *Master) groupFor(w *workerProc, req *ipc.Msg) (g *group, opened bool, f
 	asked := pol
 	fellBack := false
 	switch {
-	case isStream(req.Network):
-	case isPacket(req.Network):
+	case isStreamNet(req.Network):
+	case isPacketNet(req.Network):
 		pol, fellBack = pol.ForPacket()
 	default:
 		return nil, false, nil, pol, fmt.Errorf("%w %q (want tcp, tcp4, tcp6, udp, udp4 or udp6)", ErrNetwork, req.Network)
@@ -232,7 +224,7 @@ func (m *Master) groupFor(w *workerProc, req *ipc.Msg) (g *group, opened bool, f
 	m.nextGroup++
 	g = &group{id: m.nextGroup, key: key, policy: pol, fellBack: fellBack,
 		announced: make(chan struct{}), members: map[*workerProc]bool{}, reserved: map[int]bool{}}
-	if isStream(req.Network) {
+	if isStreamNet(req.Network) {
 		err = m.openStream(g, req.Network, req.Addr, w.slot)
 	} else {
 		err = m.openPacket(g, req.Network, req.Addr, w.slot)
@@ -249,7 +241,7 @@ func (m *Master) groupFor(w *workerProc, req *ipc.Msg) (g *group, opened bool, f
 		fallback = &Event{Type: EventFallback, WorkerID: w.id, Slot: w.slot, PID: w.pid, Network: req.Network, Addr: g.addr.String(), Policy: pol,
 			Err: fmt.Errorf("policy %q does not apply to %s; using %q", asked, req.Network, pol)}
 	}
-	if isPacket(req.Network) && m.cfg.UDPSteering && pol != policy.ReusePort {
+	if isPacketNet(req.Network) && m.cfg.UDPSteering && pol != policy.ReusePort {
 		m.log.Warn("sockshare: UDP steering needs the reuseport policy; not applied", "policy", pol, "addr", g.addr.String())
 	}
 	return g, true, fallback, pol, nil

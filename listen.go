@@ -63,7 +63,7 @@ func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (ne
 		return nil, err
 	}
 	if markerErr != nil {
-		return nil, listenErr(network, address, lc.Policy, markerErr)
+		return nil, wrapListenErr(network, address, lc.Policy, markerErr)
 	}
 	if self == nil {
 		var nlc net.ListenConfig
@@ -82,7 +82,7 @@ func (lc *ListenConfig) ListenPacket(ctx context.Context, network, address strin
 		return nil, err
 	}
 	if markerErr != nil {
-		return nil, listenErr(network, address, lc.Policy, markerErr)
+		return nil, wrapListenErr(network, address, lc.Policy, markerErr)
 	}
 	if self == nil {
 		var nlc net.ListenConfig
@@ -98,7 +98,7 @@ func (lc *ListenConfig) checkPolicy(network, address string) error {
 		return nil
 	}
 	if _, err := policy.Parse(lc.Policy); err != nil {
-		return listenErr(network, address, lc.Policy, err)
+		return wrapListenErr(network, address, lc.Policy, err)
 	}
 	return nil
 }
@@ -186,9 +186,9 @@ func MasterGone() <-chan struct{} {
 	return self.gone
 }
 
-// listenErr makes the error a worker's Listen returns: it names the
+// wrapListenErr makes the error a worker's Listen returns: it names the
 // address and the policy and wraps the cause.
-func listenErr(network, address, pol string, err error) error {
+func wrapListenErr(network, address, pol string, err error) error {
 	if pol == "" {
 		return fmt.Errorf("listen %s %s: %w", network, address, err)
 	}

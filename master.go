@@ -51,8 +51,8 @@ type Master struct {
 	done     chan struct{} // closed when Run returns
 	spawning sync.WaitGroup
 
-	changed   chan struct{} // closed and replaced on readiness, listen errors, exits; guarded by mu
-	listenErr *ListenError  // the first listen error; guarded by mu
+	changed        chan struct{} // closed and replaced on readiness, listen errors, exits; guarded by mu
+	firstListenErr *ListenError  // for WaitReady; guarded by mu
 }
 
 type slotState struct {
@@ -367,9 +367,6 @@ func (m *Master) notifyLocked() {
 	m.changed = make(chan struct{})
 }
 
-// ErrStopped is returned by WaitReady when Run has returned.
-var ErrStopped = errors.New("sockshare: the master has stopped")
-
 // WaitReady waits until every slot that is not given up has a ready worker
 // (one that called Ready or whose first Listen was served) and returns nil.
 // It returns a *ListenError as soon as any worker's Listen fails in the
@@ -379,8 +376,8 @@ var ErrStopped = errors.New("sockshare: the master has stopped")
 func (m *Master) WaitReady(ctx context.Context) error {
 	for {
 		m.mu.Lock()
-		if m.listenErr != nil {
-			err := m.listenErr
+		if m.firstListenErr != nil {
+			err := m.firstListenErr
 			m.mu.Unlock()
 			return err
 		}

@@ -4,7 +4,6 @@ package sockshare
 
 import (
 	"context"
-	"errors"
 
 	"github.com/sockshare/sockshare/policy"
 )
@@ -44,9 +43,6 @@ func (m *Master) Disconnect(context.Context, int) error { return ErrUnsupported 
 
 // Listeners returns nil.
 func (m *Master) Listeners() []ListenerInfo { return nil }
-
-// ErrStopped is returned by WaitReady when Run has returned.
-var ErrStopped = errors.New("sockshare: the master has stopped")
 
 // WaitReady returns ErrUnsupported.
 func (m *Master) WaitReady(context.Context) error { return ErrUnsupported }

@@ -84,12 +84,11 @@ func (w *workerProc) setState(s WorkerState) {
 
 // send encodes msg and sends it with fds (which stay the caller's).
 func (w *workerProc) send(msg *ipc.Msg, fds []int) error {
-	var buf [256]byte
-	b, err := ipc.Append(buf[:0], msg)
-	if err != nil {
-		return err
+	encErr, err := sendMsg(w.conn, msg, fds)
+	if encErr != nil {
+		return encErr
 	}
-	if err := passfd.Send(w.conn, b, fds); err != nil {
+	if err != nil {
 		return fmt.Errorf("sockshare: send %v to worker %d: %w", msg.Type, w.id, err)
 	}
 	return nil

@@ -22,7 +22,7 @@ import (
 )
 
 // self is this process's worker state, nil when it is not a worker.
-var self *workerState
+var self *workerClient
 
 // markerErr is set when this process carries worker markers that cannot be
 // used. It is not a worker then, and NewMaster and Listen return the error
@@ -31,8 +31,9 @@ var markerErr error
 
 func init() { self, markerErr = startWorker() }
 
-// workerState is the worker side of the IPC channel.
-type workerState struct {
+// workerClient is the worker side of the IPC channel: the client of the
+// master's IPC server, in a process the master started.
+type workerClient struct {
 	id, slot  int
 	masterPID int
 	conn      *net.UnixConn
@@ -64,7 +65,7 @@ type listenReply struct {
 // not the master's socket): such a process must neither act as a master
 // nor bind addresses the master does not know about. The library never
 // prints or exits, so the error surfaces from NewMaster and Listen.
-func startWorker() (*workerState, error) {
+func startWorker() (*workerClient, error) {
 	idStr, ok := os.LookupEnv(envWorkerID)
 	vals := map[string]string{}
 	for _, k := range allMarkers {
@@ -74,7 +75,7 @@ func startWorker() (*workerState, error) {
 	if !ok {
 		return nil, nil
 	}
-	bad := func(what string, err error) (*workerState, error) {
+	bad := func(what string, err error) (*workerClient, error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrWorkerEnv, what, err)
 	}
 	id, err := strconv.Atoi(idStr)
@@ -101,7 +102,7 @@ func startWorker() (*workerState, error) {
 	if err != nil {
 		return bad(fmt.Sprintf("IPC descriptor %d", fd), err)
 	}
-	w := &workerState{
+	w := &workerClient{
 		id: id, slot: slot, masterPID: mpid, conn: conn,
 		calls:     map[uint32]chan listenReply{},
 		listeners: map[uint32]connSink{},
@@ -128,13 +129,12 @@ func errOr(err error, text string) error {
 	return errors.New(text)
 }
 
-func (w *workerState) send(m *ipc.Msg, fds []int) error {
-	var buf [256]byte
-	b, err := ipc.Append(buf[:0], m)
-	if err != nil {
-		return err
+func (w *workerClient) send(m *ipc.Msg, fds []int) error {
+	encErr, err := sendMsg(w.conn, m, fds)
+	if encErr != nil {
+		return encErr
 	}
-	if err := passfd.Send(w.conn, b, fds); err != nil {
+	if err != nil {
 		select {
 		case <-w.gone:
 			return ErrMasterGone
@@ -149,7 +149,7 @@ func (w *workerState) send(m *ipc.Msg, fds []int) error {
 // work or supervise it. SIGTERM lets the program drain like any shutdown;
 // SIGKILL after OrphanGrace makes sure it does not outlive the master for
 // long.
-func (w *workerState) masterLost() {
+func (w *workerClient) masterLost() {
 	w.goneOnce.Do(func() {
 		close(w.gone)
 		w.mu.Lock()
@@ -171,7 +171,7 @@ type connSink interface {
 	Deliver(ids []uint64, fds []int)
 }
 
-func (w *workerState) readLoop() {
+func (w *workerClient) readLoop() {
 	buf := make([]byte, ipc.MaxMessage+1)
 	for {
 		n, fds, err := passfd.Recv(w.conn, buf, ipc.MaxFDs)
@@ -231,7 +231,7 @@ func (w *workerState) readLoop() {
 // onTruncatedListenReply answers a Listen whose socket the kernel could not
 // install (the worker is at RLIMIT_NOFILE): the Listen fails with EMFILE,
 // the worker lives on, and the master is told this worker does not listen.
-func (w *workerState) onTruncatedListenReply(msg *ipc.Msg, cause error) {
+func (w *workerClient) onTruncatedListenReply(msg *ipc.Msg, cause error) {
 	if msg.Err == "" {
 		w.send(&ipc.Msg{Type: ipc.ListenerClosed, Listener: msg.Listener}, nil)
 	}
@@ -244,7 +244,7 @@ func (w *workerState) onTruncatedListenReply(msg *ipc.Msg, cause error) {
 	}
 }
 
-func (w *workerState) onListenReply(msg *ipc.Msg, fds []int) {
+func (w *workerClient) onListenReply(msg *ipc.Msg, fds []int) {
 	r := listenReply{msg: *msg, fds: fds}
 	if msg.Err == "" && len(fds) == 0 && isStreamNet(msg.Network) {
 		// rr or leastconn: register the listener before the next message,
@@ -285,7 +285,7 @@ func resolveAddr(network, addr string) (net.Addr, error) {
 }
 
 // call sends a Listen request and waits for the reply.
-func (w *workerState) call(ctx context.Context, req *ipc.Msg) (listenReply, error) {
+func (w *workerClient) call(ctx context.Context, req *ipc.Msg) (listenReply, error) {
 	req.Seq = w.seq.Add(1)
 	ch := make(chan listenReply, 1)
 	w.mu.Lock()
@@ -330,7 +330,7 @@ func (w *workerState) call(ctx context.Context, req *ipc.Msg) (listenReply, erro
 // by it (as in Node), so a listener closed and opened again rejoins the same
 // group instead of binding a second one. Closed datagram sockets are found
 // here too (see pollPackets).
-func (w *workerState) takeNth(network, address string) uint32 {
+func (w *workerClient) takeNth(network, address string) uint32 {
 	w.reapPackets()
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -349,17 +349,17 @@ func (w *workerState) takeNth(network, address string) uint32 {
 }
 
 // releaseNth frees an index taken by takeNth.
-func (w *workerState) releaseNth(network, address string, n uint32) {
+func (w *workerClient) releaseNth(network, address string, n uint32) {
 	w.mu.Lock()
 	delete(w.nth[network+" "+address], n)
 	w.mu.Unlock()
 }
 
-func (w *workerState) request(ctx context.Context, network, address, pol string) (listenReply, uint32, error) {
+func (w *workerClient) request(ctx context.Context, network, address, pol string) (listenReply, uint32, error) {
 	if pol != "" {
 		p, err := policy.Parse(pol)
 		if err != nil {
-			return listenReply{}, 0, listenErr(network, address, pol, err)
+			return listenReply{}, 0, wrapListenErr(network, address, pol, err)
 		}
 		pol = string(p)
 	}
@@ -374,12 +374,12 @@ func (w *workerState) request(ctx context.Context, network, address, pol string)
 		if r.msg.Policy != "" {
 			pol = r.msg.Policy
 		}
-		return r, 0, listenErr(network, address, pol, err)
+		return r, 0, wrapListenErr(network, address, pol, err)
 	}
 	return r, nth, nil
 }
 
-func (w *workerState) listen(ctx context.Context, network, address, pol string) (net.Listener, error) {
+func (w *workerClient) listen(ctx context.Context, network, address, pol string) (net.Listener, error) {
 	r, nth, err := w.request(ctx, network, address, pol)
 	if err != nil {
 		return nil, err
@@ -391,7 +391,7 @@ func (w *workerState) listen(ctx context.Context, network, address, pol string) 
 	fail := func(err error) (net.Listener, error) {
 		w.releaseNth(network, address, nth)
 		w.send(&ipc.Msg{Type: ipc.ListenerClosed, Listener: r.msg.Listener}, nil)
-		return nil, listenErr(network, address, r.msg.Policy, err)
+		return nil, wrapListenErr(network, address, r.msg.Policy, err)
 	}
 	if len(r.fds) != 1 {
 		passfd.CloseAll(r.fds)
@@ -409,7 +409,7 @@ func (w *workerState) listen(ctx context.Context, network, address, pol string) 
 	return sl, nil
 }
 
-func (w *workerState) listenPacket(ctx context.Context, network, address, pol string) (net.PacketConn, error) {
+func (w *workerClient) listenPacket(ctx context.Context, network, address, pol string) (net.PacketConn, error) {
 	r, nth, err := w.request(ctx, network, address, pol)
 	if err != nil {
 		return nil, err
@@ -417,7 +417,7 @@ func (w *workerState) listenPacket(ctx context.Context, network, address, pol st
 	fail := func(err error) (net.PacketConn, error) {
 		w.releaseNth(network, address, nth)
 		w.send(&ipc.Msg{Type: ipc.ListenerClosed, Listener: r.msg.Listener}, nil)
-		return nil, listenErr(network, address, r.msg.Policy, err)
+		return nil, wrapListenErr(network, address, r.msg.Policy, err)
 	}
 	if len(r.fds) != 1 {
 		passfd.CloseAll(r.fds)
@@ -449,7 +449,7 @@ type packetListen struct {
 // reads).
 const PacketPollInterval = 250 * time.Millisecond
 
-func (w *workerState) watchPacket(p *packetListen) {
+func (w *workerClient) watchPacket(p *packetListen) {
 	w.mu.Lock()
 	first := len(w.packets) == 0
 	w.packets = append(w.packets, p)
@@ -460,7 +460,7 @@ func (w *workerState) watchPacket(p *packetListen) {
 }
 
 // pollPackets reaps closed datagram sockets until none is left open.
-func (w *workerState) pollPackets() {
+func (w *workerClient) pollPackets() {
 	t := time.NewTicker(PacketPollInterval)
 	defer t.Stop()
 	for {
@@ -477,7 +477,7 @@ func (w *workerState) pollPackets() {
 
 // reapPackets tells the master about every datagram socket closed since the
 // last call and returns how many are still open.
-func (w *workerState) reapPackets() int {
+func (w *workerClient) reapPackets() int {
 	w.mu.Lock()
 	var closed []*packetListen
 	open := w.packets[:0]
@@ -509,15 +509,15 @@ func isClosedConn(c syscall.Conn) bool {
 	return rc.Control(func(uintptr) {}) != nil
 }
 
-func (w *workerState) ready() error {
+func (w *workerClient) ready() error {
 	return w.send(&ipc.Msg{Type: ipc.Ready}, nil)
 }
 
-func (w *workerState) sendUser(p []byte) error {
+func (w *workerClient) sendUser(p []byte) error {
 	return w.send(&ipc.Msg{Type: ipc.User, Payload: p}, nil)
 }
 
-func (w *workerState) setHandler(h func([]byte)) {
+func (w *workerClient) setHandler(h func([]byte)) {
 	w.mu.Lock()
 	w.handler = h
 	w.mu.Unlock()
@@ -525,7 +525,7 @@ func (w *workerState) setHandler(h func([]byte)) {
 
 // listenerAcker is one listener's tcp.Acker.
 type listenerAcker struct {
-	w       *workerState
+	w       *workerClient
 	id      uint32
 	onClose func() // releases the listener's n-th index
 }
@@ -549,7 +549,7 @@ func (a *listenerAcker) ListenerClosed() {
 // sends whatever accumulated while the previous message was being sent, so
 // under load one message carries many ids and idle latency stays one send.
 type ackBatcher struct {
-	w      *workerState
+	w      *workerClient
 	mu     sync.Mutex
 	sendMu sync.Mutex
 	taken  []uint64
@@ -557,7 +557,7 @@ type ackBatcher struct {
 	kick   chan struct{}
 }
 
-func (b *ackBatcher) init(w *workerState) {
+func (b *ackBatcher) init(w *workerClient) {
 	b.w = w
 	b.kick = make(chan struct{}, 1)
 	go b.loop()

@@ -9,24 +9,24 @@ import (
 
 // No descriptor passing here: a process is never a worker, and Listen is
 // net.Listen.
-var self *workerState
+var self *workerClient
 
 // markerErr is always nil here: no process is a worker.
 var markerErr error
 
-type workerState struct {
+type workerClient struct {
 	id, slot int
 	gone     chan struct{}
 }
 
-func (w *workerState) listen(context.Context, string, string, string) (net.Listener, error) {
+func (w *workerClient) listen(context.Context, string, string, string) (net.Listener, error) {
 	return nil, ErrUnsupported
 }
 
-func (w *workerState) listenPacket(context.Context, string, string, string) (net.PacketConn, error) {
+func (w *workerClient) listenPacket(context.Context, string, string, string) (net.PacketConn, error) {
 	return nil, ErrUnsupported
 }
 
-func (w *workerState) ready() error            { return ErrUnsupported }
-func (w *workerState) sendUser([]byte) error   { return ErrUnsupported }
-func (w *workerState) setHandler(func([]byte)) {}
+func (w *workerClient) ready() error            { return ErrUnsupported }
+func (w *workerClient) sendUser([]byte) error   { return ErrUnsupported }
+func (w *workerClient) setHandler(func([]byte)) {}
