@@ -160,8 +160,12 @@ func checkSocket(fd int) (uint64, error) {
 	if proto == unix.IPPROTO_MPTCP {
 		return 0, fmt.Errorf("fd %d is an MPTCP socket, which the kernel cannot steer with BPF; create it with net.ListenConfig.SetMultipathTCP(false): %w", fd, ErrUnsupported)
 	}
-	if on, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT); err != nil || on == 0 {
-		return 0, fmt.Errorf("fd %d has no SO_REUSEPORT (getsockopt: %v)", fd, err)
+	on, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT)
+	if err != nil {
+		return 0, fmt.Errorf("fd %d: getsockopt SO_REUSEPORT: %w", fd, err)
+	}
+	if on == 0 {
+		return 0, fmt.Errorf("fd %d: SO_REUSEPORT is not set, so the socket is in no group", fd)
 	}
 	cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
 	if err != nil {

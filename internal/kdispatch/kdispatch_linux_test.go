@@ -586,6 +586,16 @@ func TestErrors(t *testing.T) {
 	if _, err := NewGroup(Sticky, []int{int(f.Fd())}); err == nil || !errors.Is(err, unix.ENOTSOCK) {
 		t.Errorf("NewGroup(a file) = %v; want ENOTSOCK", err)
 	}
+	var plain net.ListenConfig
+	plain.SetMultipathTCP(false)
+	ln, err := plain.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if _, err := NewGroup(RoundRobin, []int{fdOf(t, ln.(*net.TCPListener))}); err == nil || !strings.Contains(err.Error(), "SO_REUSEPORT is not set") {
+		t.Errorf("NewGroup(a socket without SO_REUSEPORT) = %v", err)
+	}
 	sg := newSlotGroup(t, 2)
 	g := newGroup(t, RoundRobin, sg.fds)
 	if err := g.SetLive(2, false); err == nil || err.Error() != "kdispatch: set live: slot 2 out of range 0..1" {
