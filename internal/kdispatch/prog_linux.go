@@ -18,9 +18,11 @@ import (
 //
 //	fp-4   u32 slot key for bpf_sk_select_reuseport and the counters
 //	fp-8   u32 key of single-entry maps (0), then of the Maglev table
-//	fp-24  16 bytes: the source address read from the packet
+//	fp-24  16 bytes: the source address read from the packet (sticky)
+//	fp-64  48 bytes: the leastconn scan's context (leastconn)
 //
-// Registers: r6 holds the context throughout; r7 the chosen slot.
+// Registers: r6 holds the context throughout; r7 the chosen slot; r8 and
+// r9 the live list and its length (rr, leastconn).
 
 // skPass is SK_PASS, the return value of an SK_REUSEPORT program that
 // accepts the packet.
