@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -144,7 +145,9 @@ func (g *slotGroup) close() {
 // dial opens conns connections to g from the source address from (the
 // unspecified address lets the kernel choose), one after the other, and
 // returns, per slot, the accepted connections. Each waits for the server's
-// close, so the server side holds the TIME_WAIT, not the client's ports.
+// close, then resets: no TIME_WAIT on either side, which would otherwise
+// make the program see a SYN twice when a client port comes round again
+// (docs/KERNEL.md, "SYNs seen twice").
 func (g *slotGroup) dial(t testing.TB, from netip.Addr, conns int) []int {
 	t.Helper()
 	d := net.Dialer{Timeout: testDeadline}
@@ -160,6 +163,7 @@ func (g *slotGroup) dial(t testing.TB, from netip.Addr, conns int) []int {
 		if _, err := io.Copy(io.Discard, c); err != nil {
 			t.Fatal(err)
 		}
+		c.(*net.TCPConn).SetLinger(0)
 		c.Close()
 	}
 	perSlot := make([]int, len(g.listeners))
@@ -461,8 +465,20 @@ func TestLeastConn(t *testing.T) {
 	if counts.Len() != 2 {
 		t.Fatalf("Len() = %d; want 2", counts.Len())
 	}
-	sg.onAccept = func(slot int) { counts.Add(slot, 1) }
-	sg.onClose = func(slot int) { counts.Add(slot, -1) }
+	// Workers count their open connections, as a real one would; the
+	// test switches that off to see ties alone.
+	var track atomic.Bool
+	track.Store(true)
+	sg.onAccept = func(slot int) {
+		if track.Load() {
+			counts.Add(slot, 1)
+		}
+	}
+	sg.onClose = func(slot int) {
+		if track.Load() {
+			counts.Add(slot, -1)
+		}
+	}
 	sg.start()
 
 	// Slot 0 holds 100 long connections: everything new goes to slot 1.
@@ -474,12 +490,17 @@ func TestLeastConn(t *testing.T) {
 	if g.ConnCounts().Load(0) != 100 {
 		t.Fatalf("the Group's mapping reads %d for slot 0; want 100 (shared memory)", g.ConnCounts().Load(0))
 	}
-	// Equal loads take turns.
+	// Equal loads take turns. (With workers counting, a close that lands
+	// after the next SYN makes the split uneven: 63/37, 24/76.)
+	if v := counts.Load(1); v != 0 {
+		t.Fatalf("slot 1 counts %d open after every connection closed; want 0", v)
+	}
 	g.ConnCounts().Store(0, 0)
+	track.Store(false)
 	got2 := sg.dial(t, netip.Addr{}, 100)
-	t.Logf("leastconn: slot 0 held at 100: %v; then both idle: %v", got, got2)
-	if got2[0] < 30 || got2[1] < 30 {
-		t.Errorf("idle slots split 100 connections %v; want each >= 30", got2)
+	t.Logf("leastconn: slot 0 held at 100: %v; then both at 0: %v", got, got2)
+	if got2[0] != 50 || got2[1] != 50 {
+		t.Errorf("slots with equal counts split 100 connections %v; want 50 each", got2)
 	}
 	checkCounters(t, g, []int{got[0] + got2[0], got[1] + got2[1]})
 	if v := counts.Load(0) + counts.Load(1); v != 0 {

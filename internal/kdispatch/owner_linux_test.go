@@ -26,7 +26,7 @@ const (
 	connsEnv = "KDISPATCH_TEST_CONNS"
 )
 
-var ownerConns = flag.Int("kdispatch.conns", 4000, "connections for TestOwnerCPU (docs/KERNEL.md uses 20000)")
+var ownerConns = flag.Int("kdispatch.conns", 2000, "connections for TestOwnerCPU (docs/KERNEL.md uses 20000)")
 
 func TestMain(m *testing.M) {
 	switch os.Getenv(roleEnv) {
