@@ -38,7 +38,7 @@ func probe() error {
 	}()
 	g, err := NewGroup(LeastConn, fds[:])
 	if err != nil {
-		return fmt.Errorf("kdispatch: probe: %s: %w", reason(err), errors.Join(err, ErrUnsupported))
+		return fmt.Errorf("kdispatch: probe: %s: %w (%w)", reason(err), err, ErrUnsupported)
 	}
 	if err := g.Close(); err != nil {
 		return fmt.Errorf("kdispatch: probe: %w", err)
