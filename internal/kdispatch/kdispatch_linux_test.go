@@ -638,3 +638,21 @@ func jain(xs []int) float64 {
 	}
 	return sum * sum / (float64(len(xs)) * sq)
 }
+
+// Probe's reasons, pinned: they are what an operator reads.
+func TestProbeReasons(t *testing.T) {
+	cases := []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("create map: %w", unix.EPERM), "no permission to load BPF programs (needs root, or CAP_BPF and CAP_NET_ADMIN)"},
+		{fmt.Errorf("load program: %w", unix.EINVAL), "kernel too old or built without what it needs (SK_REUSEPORT programs, REUSEPORT_SOCKARRAY, BPF atomics, bpf_loop, mmapable arrays: Linux 5.17+)"},
+		{fmt.Errorf("load program: %w", enotsupp), "kernel too old or built without what it needs (SK_REUSEPORT programs, REUSEPORT_SOCKARRAY, BPF atomics, bpf_loop, mmapable arrays: Linux 5.17+)"},
+		{errors.New("something else"), "kernel dispatch failed"},
+	}
+	for _, c := range cases {
+		if got := reason(c.err); got != c.want {
+			t.Errorf("reason(%v) = %q; want %q", c.err, got, c.want)
+		}
+	}
+}
