@@ -38,6 +38,17 @@ type loadConfig struct {
 	Seed        uint64        `json:"seed"`
 	Timeout     time.Duration `json:"timeout"`      // per request
 	MaxRequests int64         `json:"max_requests"` // safety bound over the whole run
+	Sources     int           `json:"sources"`      // > 0: bind each connection to the next of this many source addresses
+}
+
+// maxSources is the largest -sources: 127.0.1.1 to 127.0.254.254.
+const maxSources = 254 * 254
+
+// sourceIP is the i-th client source address, from 127.0.1.1 on (not
+// 127.0.0.x, so none coincides with the server's 127.0.0.1). Every
+// address of 127.0.0.0/8 is local on Linux, so a client may bind any.
+func sourceIP(i int) net.IP {
+	return net.IPv4(127, 0, byte(1+i/254), byte(1+i%254))
 }
 
 // Error kinds, in report order.
@@ -84,6 +95,15 @@ type loadResult struct {
 	P99       time.Duration          `json:"p99"`
 	Max       time.Duration          `json:"max"`
 	PerWorker map[string]workerCount `json:"per_worker"` // by X-Worker value; "?" when missing
+	Sources   []sourceCount          `json:"sources,omitempty"`
+	Sched     schedSample            `json:"sched"` // the load generator's own scheduler counters, at its end
+}
+
+// sourceCount is what one client source address saw: its connections
+// by the worker that answered them.
+type sourceCount struct {
+	Addr      string           `json:"addr"`
+	PerWorker map[string]int64 `json:"per_worker"`
 }
 
 // loadMain is the load generator process: config in the environment,
@@ -111,6 +131,8 @@ var (
 	reqClose     = []byte("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
 	reqSleep     = []byte("GET /work?sleep_ms=20 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	reqSpin      = []byte("GET /work?spin_ms=5 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	// churn: short connections, 0.5% of which spin 10 ms of CPU.
+	reqCloseSpin = []byte("GET /work?spin_ms=10 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
 )
 
 func generate(cfg loadConfig) (*loadResult, error) {
@@ -118,7 +140,7 @@ func generate(cfg loadConfig) (*loadResult, error) {
 	var ip net.IP
 	goroutines, window := cfg.Conns, 1
 	switch cfg.Workload {
-	case "short", "keepalive", "slow":
+	case "short", "keepalive", "slow", "churn":
 		a, err := net.ResolveTCPAddr("tcp", cfg.Addr)
 		if err != nil {
 			return nil, err
@@ -145,6 +167,10 @@ func generate(cfg loadConfig) (*loadResult, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
+	if cfg.Sources < 0 || cfg.Sources > maxSources || cfg.Sources > 0 && isUDP(cfg.Workload) {
+		return nil, fmt.Errorf("bad sources %d for %s", cfg.Sources, cfg.Workload)
+	}
+	var srcNext atomic.Int64 // the next source address, round robin over every connection
 	budget := cfg.MaxRequests / int64(goroutines)
 	if budget <= 0 {
 		budget = 1
@@ -166,8 +192,10 @@ func generate(cfg loadConfig) (*loadResult, error) {
 	for i := range clients {
 		c := &client{
 			raddr:    raddr,
-			close:    cfg.Workload == "short",
-			slow:     cfg.Workload == "slow",
+			close:    cfg.Workload == "short" || cfg.Workload == "churn",
+			slow:     cfg.Workload == "slow" || cfg.Workload == "churn",
+			sources:  cfg.Sources,
+			srcNext:  &srcNext,
 			rng:      rand.New(rand.NewPCG(cfg.Seed, uint64(i))),
 			buf:      make([]byte, 4096),
 			timeout:  cfg.Timeout,
@@ -177,6 +205,9 @@ func generate(cfg loadConfig) (*loadResult, error) {
 			end:      end,
 			interval: interval,
 			seq:      &seq,
+		}
+		if cfg.Sources > 0 {
+			c.bySrc = map[[2]int]int64{}
 		}
 		clients[i] = c
 		wg.Add(1)
@@ -218,6 +249,26 @@ func generate(cfg loadConfig) (*loadResult, error) {
 	for k, n := range errs {
 		res.Errors[errKindNames[k]] = n
 	}
+	if cfg.Sources > 0 {
+		bySrc := make([]map[string]int64, cfg.Sources)
+		for _, c := range clients {
+			for k, n := range c.bySrc {
+				if bySrc[k[0]] == nil {
+					bySrc[k[0]] = map[string]int64{}
+				}
+				key := "?"
+				if k[1] > 0 {
+					key = fmt.Sprint(k[1])
+				}
+				bySrc[k[0]][key] += n
+			}
+		}
+		for i, m := range bySrc {
+			if m != nil {
+				res.Sources = append(res.Sources, sourceCount{Addr: sourceIP(i).String(), PerWorker: m})
+			}
+		}
+	}
 	if interval > 0 {
 		due := int64(cfg.Duration / interval)
 		var started int64
@@ -231,6 +282,7 @@ func generate(cfg loadConfig) (*loadResult, error) {
 	res.P90 = time.Duration(PercentileSorted(lat, 90))
 	res.P99 = time.Duration(PercentileSorted(lat, 99))
 	res.Max = time.Duration(PercentileSorted(lat, 100))
+	res.Sched = procSched(0)
 	return res, nil
 }
 
@@ -238,7 +290,9 @@ func generate(cfg loadConfig) (*loadResult, error) {
 type client struct {
 	raddr   net.Addr // *net.TCPAddr, or *net.UDPAddr for udpFlow
 	close   bool     // one request per connection
-	slow    bool
+	slow    bool     // the slow mix (with close: churn's)
+	sources int      // > 0: bind each connection to a source address
+	srcNext *atomic.Int64
 	rng     *rand.Rand
 	timeout time.Duration
 	budget  int64
@@ -248,7 +302,9 @@ type client struct {
 	seq        *atomic.Int64
 
 	conn   net.Conn
-	worker int // X-Worker of conn once known, else 0
+	worker int              // X-Worker of conn once known, else 0
+	src    int              // the source address index of conn
+	bySrc  map[[2]int]int64 // connections by (source index, worker)
 	buf    []byte
 	r, w   int // unread bytes are buf[r:w]
 
@@ -303,6 +359,11 @@ func (c *client) run() {
 
 func (c *client) request() []byte {
 	switch {
+	case c.close && c.slow:
+		if c.rng.IntN(1000) < 5 {
+			return reqCloseSpin
+		}
+		return reqClose
 	case c.close:
 		return reqClose
 	case c.slow:
@@ -319,7 +380,15 @@ func (c *client) request() []byte {
 // do sends one request and reads its response, dialing first if needed.
 func (c *client) do() error {
 	if c.conn == nil {
-		conn, err := net.DialTCP("tcp", nil, c.raddr.(*net.TCPAddr))
+		var conn net.Conn
+		var err error
+		if c.sources > 0 {
+			c.src = int((c.srcNext.Add(1) - 1) % int64(c.sources))
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: sourceIP(c.src)}, Control: bindNoPort}
+			conn, err = d.Dial("tcp", c.raddr.String())
+		} else {
+			conn, err = net.DialTCP("tcp", nil, c.raddr.(*net.TCPAddr))
+		}
 		if err != nil {
 			return err
 		}
@@ -338,6 +407,9 @@ func (c *client) do() error {
 	if c.worker == 0 {
 		c.worker = worker
 		c.count(worker).Connections++
+		if c.bySrc != nil {
+			c.bySrc[[2]int{c.src, worker}]++
+		}
 	}
 	if status != 200 {
 		return fmt.Errorf("status %d", status)

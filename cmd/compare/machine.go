@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/sockshare/sockshare/policy"
 )
 
 // machine is the header of a report: what a reader needs to know before
@@ -108,10 +106,10 @@ func newProgress(w io.Writer, total int) *progress {
 	return p
 }
 
-func (p *progress) start(rep, reps int, workload string, pol policy.Name, gmp int) {
+func (p *progress) start(rep, reps int, workload string, v variant) {
 	p.n++
 	if p.on {
-		fmt.Fprintf(p.w, "\r\033[K[%d/%d] rep %d/%d %s %s gomaxprocs=%s ...", p.n, p.of, rep, reps, workload, pol, gmpName(gmp))
+		fmt.Fprintf(p.w, "\r\033[K[%d/%d] rep %d/%d %s %s gomaxprocs=%s pin=%v ...", p.n, p.of, rep, reps, workload, v.Policy, gmpName(v.GMP), v.Pin)
 	}
 }
 

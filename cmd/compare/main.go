@@ -1,10 +1,10 @@
 // Command compare measures the fairness and throughput of every sockshare
 // policy side by side, on this machine.
 //
-//	go run ./cmd/compare [-workers N] [-policies shared,rr,leastconn,reuseport]
-//	    [-workload short,keepalive,slow] [-c 64] [-duration 5s] [-reps 3]
-//	    [-rate R] [-gomaxprocs N[,N...]] [-udp-steering] [-seed N] [-timeout 5s]
-//	    [-json] [-chart FILE.svg|FILE.png]
+//	go run ./cmd/compare [-workers N] [-policies shared,rr,leastconn,reuseport,single,plain]
+//	    [-workload short,keepalive,slow,churn] [-c 64] [-duration 5s] [-reps 3]
+//	    [-rate R] [-gomaxprocs N[,N...]] [-pin off,on] [-sources N] [-udp-steering]
+//	    [-seed N] [-timeout 5s] [-json] [-chart FILE.svg|FILE.png]
 //
 // For every repetition, workload and policy (policies interleaved: ABCD
 // ABCD ...) it starts a fresh Master through the public API, whose workers
@@ -17,6 +17,10 @@
 //   - keepalive: -c persistent connections;
 //   - slow: keep-alive, where a seeded PRNG makes 5% of requests sleep
 //     20 ms and 1% spin 5 ms of CPU in the worker;
+//   - churn: one request per connection, 0.5% of which spin 10 ms of CPU:
+//     connections keep arriving while a worker is busy, which is where
+//     leastconn's choice can differ from rr's (p99 counts the fast
+//     requests queued behind a spin);
 //   - udp: the workers echo datagrams instead (ListenPacket); -c flows,
 //     each a connected socket with one datagram in flight;
 //   - udp1: one flow with -c datagrams in flight, which SO_REUSEPORT's
@@ -46,6 +50,28 @@
 // a GOMAXPROCS in this process's environment is not passed on to them.
 // Several values (-gomaxprocs 0,-1) are compared like policies, every
 // setting in every repetition.
+//
+// Two pseudo-policies serve the same handler without sockshare, as
+// baselines printed beside the policies (×1p is req/s relative to
+// single): single, one standalone process with Go's default GOMAXPROCS
+// (NumCPU); plain, -workers standalone processes that each bind their
+// own SO_REUSEPORT socket, with the GOMAXPROCS the library would give
+// its workers, and no master: the process model without the library.
+//
+// -pin pins worker slot i (and plain's process i) to CPU i % NumCPU, all
+// its threads, at start; "off,on" compares both like policies.
+//
+// -sources N makes the load generator bind each new connection to the
+// next of N source addresses (127.0.1.1, 127.0.1.2, ...; all of
+// 127.0.0.0/8 is local), round robin, and report for every source the
+// workers that answered it: how many sources stayed on one worker, the
+// lowest share of a source's connections on its most frequent worker,
+// and Jain over the workers' connections (for sticky).
+//
+// For "what isolation costs" every run also reads, per request, the
+// server processes' and the load generator's CPU, time runnable but
+// waiting for a CPU and context switches (/proc/<pid>/task/*/schedstat
+// and status), and the machine's idle and steal shares (/proc/stat).
 //
 // Bad flags print one line on stderr and exit with status 2.
 package main
@@ -78,10 +104,22 @@ func main() {
 	if spec, ok := os.LookupEnv(envLoad); ok {
 		os.Exit(loadMain(spec))
 	}
+	if spec, ok := os.LookupEnv(envStandalone); ok {
+		os.Exit(standaloneMain(spec))
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-var workloadNames = []string{"short", "keepalive", "slow", "udp", "udp1"}
+var workloadNames = []string{"short", "keepalive", "slow", "churn", "udp", "udp1"}
+
+// variant is one server configuration compared: a policy (or a
+// pseudo-policy) under one setting of every other axis.
+type variant struct {
+	Policy   policy.Name
+	Dispatch string // -dispatch value, "" when not set
+	GMP      int    // -gomaxprocs setting
+	Pin      bool   // -pin
+}
 
 type options struct {
 	workers     int
@@ -99,6 +137,29 @@ type options struct {
 	timeout     time.Duration
 	cpuprofile  string
 	masterProcs int
+	pins        []bool
+	sources     int
+}
+
+// variants lists, in run order, every configuration one repetition of
+// one workload runs: policies innermost, so that they interleave. The
+// single baseline does not depend on -gomaxprocs or -pin and runs once.
+func (o *options) variants() []variant {
+	var vs []variant
+	for gi, gmp := range o.gomaxprocs {
+		for pi, pin := range o.pins {
+			for _, pol := range o.policies {
+				if pol == polSingle {
+					if gi == 0 && pi == 0 {
+						vs = append(vs, variant{Policy: pol})
+					}
+					continue
+				}
+				vs = append(vs, variant{Policy: pol, GMP: gmp, Pin: pin})
+			}
+		}
+	}
+	return vs
 }
 
 // parseFlags returns the options, or an error of one line.
@@ -106,10 +167,11 @@ func parseFlags(args []string) (*options, error) {
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	o := &options{}
+	var err error
 	var pols, loads string
 	fs.IntVar(&o.workers, "workers", runtime.NumCPU(), "worker processes per master")
-	fs.StringVar(&pols, "policies", joinNames(policy.Names()), "comma-separated policies to compare")
-	fs.StringVar(&loads, "workload", "short,keepalive,slow", "comma-separated workloads: short, keepalive, slow, udp (c flows), udp1 (one flow, c in flight)")
+	fs.StringVar(&pols, "policies", joinNames(policy.Names()), "comma-separated policies to compare; also single (one standalone process, GOMAXPROCS=NumCPU) and plain (-workers standalone SO_REUSEPORT processes, no master)")
+	fs.StringVar(&loads, "workload", "short,keepalive,slow", "comma-separated workloads: short, keepalive, slow, churn (short connections, 0.5% spin 10 ms), udp (c flows), udp1 (one flow, c in flight)")
 	fs.IntVar(&o.conns, "c", 64, "concurrent connections of the load generator")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "load duration of each run")
 	fs.IntVar(&o.reps, "reps", 3, "repetitions, interleaved across policies")
@@ -122,11 +184,10 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "per-request timeout of the load generator")
 	fs.IntVar(&o.masterProcs, "master-gomaxprocs", 0, "GOMAXPROCS of this process, which hosts the masters (0: Go default); the load generator keeps its own")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process, which hosts the masters (the load generator is another process), to FILE")
+	pin := fs.String("pin", "off", "pin worker slot i to CPU i % NumCPU: off, on, or off,on to compare")
+	fs.IntVar(&o.sources, "sources", 0, "client source addresses: each connection binds 127.0.X.Y, the next of N round robin (0: the kernel's choice)")
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -169,9 +230,30 @@ func parseFlags(args []string) (*options, error) {
 			return nil, fmt.Errorf("-chart %q: want a .svg or .png file name", o.chart)
 		}
 	}
+	for _, s := range splitList(*pin) {
+		var on bool
+		switch strings.ToLower(s) {
+		case "off", "false", "0":
+		case "on", "true", "1":
+			on = true
+		default:
+			return nil, fmt.Errorf("-pin: want off, on or off,on, got %q", s)
+		}
+		if !slices.Contains(o.pins, on) {
+			o.pins = append(o.pins, on)
+		}
+	}
+	if len(o.pins) == 0 {
+		return nil, errors.New("-pin: no value given")
+	}
+	if o.sources < 0 || o.sources > maxSources {
+		return nil, fmt.Errorf("-sources must be between 0 and %d, got %d", maxSources, o.sources)
+	}
 	for _, s := range splitList(pols) {
-		p, err := policy.Parse(s)
-		if err != nil {
+		var p policy.Name
+		if pseudo := policy.Name(strings.ToLower(s)); isPseudo(pseudo) {
+			p = pseudo
+		} else if p, err = policy.Parse(s); err != nil {
 			return nil, fmt.Errorf("-policies: %w", err)
 		}
 		if !slices.Contains(o.policies, p) {
@@ -192,6 +274,12 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if len(o.workloads) == 0 {
 		return nil, errors.New("-workload: no workload given")
+	}
+	if slices.ContainsFunc(o.policies, isPseudo) && slices.ContainsFunc(o.workloads, isUDP) {
+		return nil, errors.New("-policies single and plain serve HTTP only, not the udp workloads")
+	}
+	if o.sources > 0 && slices.ContainsFunc(o.workloads, isUDP) {
+		return nil, errors.New("-sources applies to the TCP workloads, not udp")
 	}
 	if o.rate > 0 && slices.ContainsFunc(o.workloads, isUDP) {
 		return nil, errors.New("-rate applies to the HTTP workloads (short, keepalive, slow), not udp")
@@ -217,8 +305,9 @@ func joinNames(ns []policy.Name) string {
 	return strings.Join(s, ",")
 }
 
-const usage = `usage: compare [-workers N] [-policies shared,rr,leastconn,reuseport] [-workload short,keepalive,slow]
-               [-c 64] [-duration 5s] [-reps 3] [-rate R] [-gomaxprocs N[,N...]] [-seed N] [-timeout 5s]
+const usage = `usage: compare [-workers N] [-policies shared,rr,leastconn,reuseport,single,plain]
+               [-workload short,keepalive,slow,churn] [-c 64] [-duration 5s] [-reps 3] [-rate R]
+               [-gomaxprocs N[,N...]] [-pin off,on] [-sources N] [-seed N] [-timeout 5s]
                [-udp-steering] [-json] [-chart FILE.svg|FILE.png]
 `
 
@@ -254,26 +343,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	mach := readMachine()
-	prog := newProgress(stderr, len(o.workloads)*len(o.gomaxprocs)*len(o.policies)*o.reps)
+	variants := o.variants()
+	prog := newProgress(stderr, len(o.workloads)*len(variants)*o.reps)
 	var runs []*runResult
 	for rep := 1; rep <= o.reps; rep++ {
 		for _, wl := range o.workloads {
-			for _, gmp := range o.gomaxprocs {
-				for _, pol := range o.policies {
-					prog.start(rep, o.reps, wl, pol, gmp)
-					r, err := runOne(ctx, o, pol, wl, gmp, rep)
-					if err != nil {
-						prog.clear()
-						if ctx.Err() != nil {
-							fmt.Fprintln(stderr, "compare: interrupted")
-							return 1
-						}
-						fmt.Fprintf(stderr, "compare: %v\n", err)
+			for _, v := range variants {
+				prog.start(rep, o.reps, wl, v)
+				r, err := runOne(ctx, o, v, wl, rep)
+				if err != nil {
+					prog.clear()
+					if ctx.Err() != nil {
+						fmt.Fprintln(stderr, "compare: interrupted")
 						return 1
 					}
-					prog.done(r)
-					runs = append(runs, r)
+					fmt.Fprintf(stderr, "compare: %v\n", err)
+					return 1
 				}
+				prog.done(r)
+				runs = append(runs, r)
 			}
 		}
 	}

@@ -43,6 +43,8 @@ type configJSON struct {
 	Reps       int      `json:"reps"`
 	Rate       num      `json:"rate"`
 	GOMAXPROCS []int    `json:"gomaxprocs"` // -gomaxprocs settings: 0 library default, -1 Go default
+	Pins       []bool   `json:"pin"`
+	Sources    int      `json:"sources"`
 	UDPSteer   bool     `json:"udp_steering"`
 	Seed       uint64   `json:"seed"`
 }
@@ -53,12 +55,15 @@ type configJSON struct {
 // that they agree with each other; across_reps gives the median and
 // min–max of each figure over every repetition, and runs each run.
 type result struct {
-	Policy       string           `json:"policy"`
-	Effective    string           `json:"effective_policy"` // differs when the policy does not apply (rr on udp: shared)
-	Workload     string           `json:"workload"`
-	GOMAXPROCS   int              `json:"gomaxprocs"`        // the -gomaxprocs setting
-	WorkerProcs  []int            `json:"worker_gomaxprocs"` // what the workers reported
-	showGMP      bool             // several settings compared: name it in labels
+	Policy       string `json:"policy"`
+	Effective    string `json:"effective_policy"` // differs when the policy does not apply (rr on udp: shared)
+	Workload     string `json:"workload"`
+	Dispatch     string `json:"dispatch,omitempty"` // the -dispatch setting
+	GOMAXPROCS   int    `json:"gomaxprocs"`         // the -gomaxprocs setting
+	Pin          bool   `json:"pin"`                // workers pinned to a CPU each
+	WorkerProcs  []int  `json:"worker_gomaxprocs"`  // what the workers reported
+	showGMP      bool   // several settings compared: name it in labels
+	showPin      bool
 	Workers      int              `json:"workers"`
 	Rep          int              `json:"rep"`
 	Requests     int64            `json:"requests"`
@@ -79,6 +84,8 @@ type result struct {
 	ConnsJain    num              `json:"conns_jain"`
 	Expected     *expectJSON      `json:"reuseport_expected,omitempty"`
 	CPU          cpuJSON          `json:"cpu_s"`
+	Sched        schedJSON        `json:"sched"`
+	Sticky       *stickyJSON      `json:"sticky,omitempty"` // -sources: how each source address was served
 	Crashes      int              `json:"crashes"`
 	Unattributed int64            `json:"unattributed"` // requests whose X-Worker named no worker of this master
 	AcrossReps   acrossJSON       `json:"across_reps"`
@@ -102,6 +109,29 @@ type expectJSON struct {
 	CV          num   `json:"cv"`
 	Jain        num   `json:"jain"`
 	JainP95     num   `json:"jain_p95"` // 95% of random splits are at least this fair
+}
+
+// schedJSON is the scheduler's view of the median run, from /proc: the
+// server processes (workers or baseline processes) summed, this process
+// (the master, or an idle orchestrator for the baselines), the load
+// generator, and the machine's idle and steal shares.
+type schedJSON struct {
+	Server schedSample `json:"server"`
+	Master schedSample `json:"master"`
+	Client schedSample `json:"client"`
+	Idle   num         `json:"idle_share"`
+	Steal  num         `json:"steal_share"`
+}
+
+// stickyJSON is how the connections of each client source address were
+// spread over the workers (-sources).
+type stickyJSON struct {
+	Sources          int   `json:"sources"`            // source addresses that made a connection
+	OneWorker        int   `json:"one_worker"`         // sources whose every connection reached one worker
+	MinShare         num   `json:"min_share"`          // the lowest share of a source's connections on its most frequent worker
+	MedianShare      num   `json:"median_share"`       // the median of that share
+	SourcesPerWorker []int `json:"sources_per_worker"` // sources whose most frequent worker is each worker, by slot
+	ConnsJain        num   `json:"conns_jain"`         // Jain over the workers' connection counts
 }
 
 type cpuJSON struct {
@@ -155,30 +185,29 @@ func spreadOf(rs []*runResult, f func(*runResult) float64) spread {
 	return spread{num(Median(xs)), num(slices.Min(xs)), num(slices.Max(xs))}
 }
 
-// buildReport groups the runs by workload then policy, in the order asked.
+// buildReport groups the runs by workload then variant, in run order.
 func buildReport(o *options, mach *machine, runs []*runResult) *report {
 	rep := &report{Machine: mach, Config: configJSON{
 		Workers: o.workers, Workloads: o.workloads, Conns: o.conns,
 		DurationS: num(o.duration.Seconds()), Reps: o.reps, Rate: num(o.rate),
-		GOMAXPROCS: o.gomaxprocs, UDPSteer: o.udpSteering, Seed: o.seed,
+		GOMAXPROCS: o.gomaxprocs, Pins: o.pins, Sources: o.sources, UDPSteer: o.udpSteering, Seed: o.seed,
 	}}
 	for _, p := range o.policies {
 		rep.Config.Policies = append(rep.Config.Policies, string(p))
 	}
 	for _, wl := range o.workloads {
-		for _, gmp := range o.gomaxprocs {
-			for _, pol := range o.policies {
-				var rs []*runResult
-				for _, r := range runs {
-					if r.Workload == wl && r.GMP == gmp && r.Policy == pol {
-						rs = append(rs, r)
-					}
+		for _, v := range o.variants() {
+			var rs []*runResult
+			for _, r := range runs {
+				if r.Workload == wl && r.variant() == v {
+					rs = append(rs, r)
 				}
-				if len(rs) > 0 {
-					res := summarize(rs)
-					res.showGMP = len(o.gomaxprocs) > 1
-					rep.Results = append(rep.Results, res)
-				}
+			}
+			if len(rs) > 0 {
+				res := summarize(rs)
+				res.showGMP = len(o.gomaxprocs) > 1 && v.Policy != polSingle
+				res.showPin = len(o.pins) > 1 && v.Policy != polSingle
+				rep.Results = append(rep.Results, res)
 			}
 		}
 	}
@@ -200,7 +229,7 @@ func summarize(rs []*runResult) result {
 	counts := r.requestCounts()
 	res := result{
 		Policy: string(r.Policy), Effective: string(r.Effective), Workload: r.Workload,
-		GOMAXPROCS: r.GMP, WorkerProcs: r.MaxProcs, Workers: len(r.Workers), Rep: r.Rep,
+		Dispatch: r.Dispatch, GOMAXPROCS: r.GMP, Pin: r.Pin, WorkerProcs: r.MaxProcs, Workers: len(r.Workers), Rep: r.Rep,
 		Requests: r.Load.Requests, Errors: r.errors(), ErrorsByKind: r.Load.Errors,
 		Unsent: r.Load.Unsent, Connections: r.connections(),
 		ElapsedS: num(r.Load.Elapsed.Seconds()), RPS: num(r.rps()),
@@ -225,7 +254,9 @@ func summarize(rs []*runResult) result {
 		Workers: num(wcpu.Seconds()), Master: num(r.MasterCPU.Seconds()), Client: num(r.ClientCPU.Seconds()),
 		Available: num(r.Load.Elapsed.Seconds() * float64(runtime.NumCPU())),
 	}
-	if r.Effective == policy.ReusePort {
+	res.Sched = schedJSON{Server: r.ServerSched, Master: r.MasterSched, Client: r.Load.Sched, Idle: num(r.Idle), Steal: num(r.Steal)}
+	res.Sticky = stickiness(r)
+	if r.Effective == policy.ReusePort || r.Effective == polPlain {
 		n, k := int(res.Connections), len(r.Workers)
 		res.Expected = &expectJSON{Connections: res.Connections, CV: num(ExpectedCV(n, k)), Jain: num(ExpectedJain(n, k)), JainP95: num(JainP95(n, k))}
 	}
@@ -281,15 +312,18 @@ func writeText(w io.Writer, o *options, rep *report) {
 	}
 	fmt.Fprintf(w, "run: %d workers (GOMAXPROCS %s as reported; -gomaxprocs %s), client GOMAXPROCS %d, c=%d, %v per run, %d reps interleaved, %s\n",
 		o.workers, intsString(m.WorkerProcs), intsString(o.gomaxprocs), m.ClientProcs, o.conns, o.duration, o.reps, loop)
-	fmt.Fprintf(w, "figures: median over reps [min-max]; latency in ms; jain, max/min, cv over per-worker request counts; ×rp = req/s relative to reuseport; conns = connections (udp: flows a worker answered)\n\n")
+	if o.sources > 0 {
+		loop += fmt.Sprintf(", %d client source addresses", o.sources)
+	}
+	fmt.Fprintf(w, "figures: median over reps [min-max]; latency in ms; jain, max/min, cv over per-worker request counts; ×rp = req/s relative to reuseport, ×1p relative to single (one process); conns = connections (udp: flows a worker answered)\n\n")
 
-	t := [][]string{{"workload", "policy", "req/s", "[min-max]", "×rp", "p50", "p90", "p99", "max", "errors", "jain", "[min-max]", "max/min", "cv", "conns"}}
+	t := [][]string{{"workload", "policy", "req/s", "[min-max]", "×rp", "×1p", "p50", "p90", "p99", "max", "errors", "jain", "[min-max]", "max/min", "cv", "conns"}}
 	for _, r := range rep.Results {
 		a := r.AcrossReps
 		t = append(t, []string{
 			r.Workload, r.label(),
 			thousands(float64(a.RPS.Median)), "[" + thousands(float64(a.RPS.Min)) + "-" + thousands(float64(a.RPS.Max)) + "]",
-			ratio(rep, r),
+			ratioTo(rep, r, string(policy.ReusePort)), ratioTo(rep, r, string(polSingle)),
 			fmtMs(a.P50.Median), fmtMs(a.P90.Median), fmtMs(a.P99.Median), fmtMs(a.Max.Median),
 			strconv.FormatInt(a.Errors, 10),
 			fmtFrac(a.Jain.Median), "[" + fmtFrac(a.Jain.Min) + "-" + fmtFrac(a.Jain.Max) + "]",
@@ -301,16 +335,41 @@ func writeText(w io.Writer, o *options, rep *report) {
 	writeComparisons(w, rep)
 	writeErrors(w, rep)
 	writeCPU(w, rep)
+	writeSched(w, rep)
+	writeSticky(w, rep)
 	writeBars(w, rep)
 }
 
-// ratio is r's median req/s relative to reuseport's on the same workload
-// and GOMAXPROCS setting.
-func ratio(rep *report, r result) string {
-	if x := find(rep, r.Workload, r.GOMAXPROCS, "reuseport"); x != nil && x.AcrossReps.RPS.Median > 0 {
+// ratioTo is r's median req/s relative to the base policy's on the same
+// workload and settings ("-" when there is none).
+func ratioTo(rep *report, r result, base string) string {
+	if x := findBase(rep, r, base); x != nil && x.AcrossReps.RPS.Median > 0 {
 		return fmt.Sprintf("%.2f", float64(r.AcrossReps.RPS.Median/x.AcrossReps.RPS.Median))
 	}
 	return "-"
+}
+
+// findBase is the result of policy base that r compares with: the same
+// workload, GOMAXPROCS setting and pinning (single has neither), and
+// the same dispatch where base ran under it.
+func findBase(rep *report, r result, base string) *result {
+	var any *result
+	for i := range rep.Results {
+		x := &rep.Results[i]
+		if x.Workload != r.Workload || x.Policy != base {
+			continue
+		}
+		if base != string(polSingle) && (x.GOMAXPROCS != r.GOMAXPROCS || x.Pin != r.Pin) {
+			continue
+		}
+		if x.Dispatch == r.Dispatch {
+			return x
+		}
+		if any == nil {
+			any = x
+		}
+	}
+	return any
 }
 
 func find(rep *report, workload string, gmp int, pol string) *result {
@@ -323,33 +382,36 @@ func find(rep *report, workload string, gmp int, pol string) *result {
 	return nil
 }
 
-// writeComparisons prints the pairs people ask about: the dispatching
-// policies against the kernel's (reuseport), and leastconn against rr.
+// writeComparisons prints the pairs people ask about: every policy
+// against the kernel's (reuseport) and against one process (single), and
+// leastconn against rr under the same settings.
 func writeComparisons(w io.Writer, rep *report) {
 	var lines []string
 	for _, wl := range rep.Config.Workloads {
-		for _, gmp := range rep.Config.GOMAXPROCS {
-			name := wl
-			if len(rep.Config.GOMAXPROCS) > 1 {
-				name += " gmp=" + gmpName(gmp)
+		for _, r := range rep.Results {
+			if r.Workload != wl {
+				continue
 			}
-			if base := find(rep, wl, gmp, "reuseport"); base != nil && base.AcrossReps.RPS.Median > 0 {
-				var parts []string
-				for _, p := range rep.Config.Policies {
-					if x := find(rep, wl, gmp, p); x != nil && p != "reuseport" {
-						parts = append(parts, fmt.Sprintf("%s/reuseport %.2f", p, float64(x.AcrossReps.RPS.Median/base.AcrossReps.RPS.Median)))
-					}
+			var parts []string
+			for _, base := range []string{string(policy.ReusePort), string(polSingle)} {
+				if r.Policy == base {
+					continue
 				}
-				if len(parts) > 0 {
-					lines = append(lines, fmt.Sprintf("%s: req/s %s", name, strings.Join(parts, ", ")))
+				if x := findBase(rep, r, base); x != nil && x.AcrossReps.RPS.Median > 0 {
+					parts = append(parts, fmt.Sprintf("/%s %.2f", base, float64(r.AcrossReps.RPS.Median/x.AcrossReps.RPS.Median)))
 				}
 			}
-			lc, rr := find(rep, wl, gmp, "leastconn"), find(rep, wl, gmp, "rr")
-			if lc != nil && rr != nil {
-				lines = append(lines, fmt.Sprintf("%s: leastconn vs rr: p99 %s vs %s ms, jain %s vs %s, req/s %s vs %s",
-					name, fmtMs(lc.AcrossReps.P99.Median), fmtMs(rr.AcrossReps.P99.Median),
-					fmtFrac(lc.AcrossReps.Jain.Median), fmtFrac(rr.AcrossReps.Jain.Median),
-					thousands(float64(lc.AcrossReps.RPS.Median)), thousands(float64(rr.AcrossReps.RPS.Median))))
+			if len(parts) > 0 {
+				lines = append(lines, fmt.Sprintf("%s %s: req/s %s", wl, r.label(), strings.Join(parts, ", ")))
+			}
+			if r.Policy == string(policy.LeastConn) {
+				if rr := findBase(rep, r, string(policy.RR)); rr != nil && rr.Dispatch == r.Dispatch {
+					lines = append(lines, fmt.Sprintf("%s %s vs %s: p99 %s vs %s ms, p90 %s vs %s ms, jain %s vs %s, req/s %s vs %s",
+						wl, r.label(), rr.label(), fmtMs(r.AcrossReps.P99.Median), fmtMs(rr.AcrossReps.P99.Median),
+						fmtMs(r.AcrossReps.P90.Median), fmtMs(rr.AcrossReps.P90.Median),
+						fmtFrac(r.AcrossReps.Jain.Median), fmtFrac(rr.AcrossReps.Jain.Median),
+						thousands(float64(r.AcrossReps.RPS.Median)), thousands(float64(rr.AcrossReps.RPS.Median))))
+				}
 			}
 		}
 		if len(rep.Config.GOMAXPROCS) > 1 {
@@ -357,7 +419,7 @@ func writeComparisons(w io.Writer, rep *report) {
 			first := rep.Config.GOMAXPROCS[0]
 			for _, p := range rep.Config.Policies {
 				a := find(rep, wl, first, p)
-				if a == nil || a.AcrossReps.RPS.Median <= 0 {
+				if a == nil || a.AcrossReps.RPS.Median <= 0 || p == string(polSingle) {
 					continue
 				}
 				var parts []string
@@ -409,8 +471,8 @@ func orNone(s string) string {
 }
 
 func writeCPU(w io.Writer, rep *report) {
-	fmt.Fprintf(w, "\nCPU seconds during the median run (available = elapsed × nproc; master = this process, which hosts it):\n")
-	t := [][]string{{"workload", "policy", "workers", "master", "client", "available", "client share"}}
+	fmt.Fprintf(w, "\nCPU seconds during the median run (available = elapsed × nproc; master = this process, which hosts it; µs per request):\n")
+	t := [][]string{{"workload", "policy", "workers", "master", "client", "available", "client share", "workers µs/req", "master µs/req", "client µs/req"}}
 	for _, r := range rep.Results {
 		share := "-"
 		if r.CPU.Available > 0 {
@@ -418,8 +480,111 @@ func writeCPU(w io.Writer, rep *report) {
 		}
 		t = append(t, []string{r.Workload, r.label(),
 			fmt.Sprintf("%.2f", float64(r.CPU.Workers)), fmt.Sprintf("%.2f", float64(r.CPU.Master)),
-			fmt.Sprintf("%.2f", float64(r.CPU.Client)), fmt.Sprintf("%.2f", float64(r.CPU.Available)), share})
+			fmt.Sprintf("%.2f", float64(r.CPU.Client)), fmt.Sprintf("%.2f", float64(r.CPU.Available)), share,
+			perReq(float64(r.CPU.Workers)*1e6, r.Requests), perReq(float64(r.CPU.Master)*1e6, r.Requests),
+			perReq(float64(r.CPU.Client)*1e6, r.Requests)})
 	}
+	printTable(w, t, 2)
+}
+
+// perReq formats x/requests with one decimal, "-" when there were none.
+func perReq(x float64, requests int64) string {
+	if requests <= 0 || math.IsNaN(x) {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", x/float64(requests))
+}
+
+// writeSched prints the scheduler's view of each median run, per
+// request: where the time of several processes goes.
+func writeSched(w io.Writer, rep *report) {
+	fmt.Fprintf(w, "\nscheduler, median run, per request (/proc/<pid>/task/*/schedstat and status; server = workers or baseline processes; run-wait = runnable but waiting for a CPU; cs = context switches, vol/invol):\n")
+	t := [][]string{{"workload", "policy", "server µs", "server run-wait µs", "server cs", "client µs", "client run-wait µs", "client cs", "master µs", "idle", "steal"}}
+	for _, r := range rep.Results {
+		sv, cl, ms := r.Sched.Server, r.Sched.Client, r.Sched.Master
+		cs := func(x schedSample) string {
+			if r.Requests <= 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.2f/%.2f", float64(x.Vol)/float64(r.Requests), float64(x.Invol)/float64(r.Requests))
+		}
+		pct := func(v num) string {
+			if math.IsNaN(float64(v)) {
+				return "-"
+			}
+			return fmt.Sprintf("%.1f%%", 100*float64(v))
+		}
+		t = append(t, []string{r.Workload, r.label(),
+			perReq(float64(sv.OnCPU)/1e3, r.Requests), perReq(float64(sv.RunWait)/1e3, r.Requests), cs(sv),
+			perReq(float64(cl.OnCPU)/1e3, r.Requests), perReq(float64(cl.RunWait)/1e3, r.Requests), cs(cl),
+			perReq(float64(ms.OnCPU)/1e3, r.Requests), pct(r.Sched.Idle), pct(r.Sched.Steal)})
+	}
+	printTable(w, t, 2)
+}
+
+// stickiness summarises the per-source counts of a run with -sources.
+func stickiness(r *runResult) *stickyJSON {
+	if len(r.Load.Sources) == 0 {
+		return nil
+	}
+	slotOf := map[string]int{}
+	for _, w := range r.Workers {
+		slotOf[strconv.Itoa(w.ID)] = w.Slot
+	}
+	st := &stickyJSON{ConnsJain: num(Jain(r.connCounts()))}
+	slots := 0
+	for _, w := range r.Workers {
+		slots = max(slots, w.Slot+1)
+	}
+	st.SourcesPerWorker = make([]int, slots)
+	var shares []float64
+	for _, src := range r.Load.Sources {
+		var total, top int64
+		var topKey string
+		for k, n := range src.PerWorker {
+			total += n
+			if n > top || n == top && k < topKey {
+				top, topKey = n, k
+			}
+		}
+		if total == 0 {
+			continue
+		}
+		st.Sources++
+		if top == total {
+			st.OneWorker++
+		}
+		shares = append(shares, float64(top)/float64(total))
+		if s, ok := slotOf[topKey]; ok {
+			st.SourcesPerWorker[s]++
+		}
+	}
+	if len(shares) > 0 {
+		st.MinShare, st.MedianShare = num(slices.Min(shares)), num(Median(shares))
+	} else {
+		st.MinShare, st.MedianShare = num(math.NaN()), num(math.NaN())
+	}
+	return st
+}
+
+func writeSticky(w io.Writer, rep *report) {
+	var t [][]string
+	for _, r := range rep.Results {
+		st := r.Sticky
+		if st == nil {
+			continue
+		}
+		if t == nil {
+			t = [][]string{{"workload", "policy", "sources", "on one worker", "min share", "median share", "sources per worker (by slot)", "jain (conns)"}}
+		}
+		t = append(t, []string{r.Workload, r.label(), strconv.Itoa(st.Sources),
+			fmt.Sprintf("%d (%.1f%%)", st.OneWorker, 100*float64(st.OneWorker)/float64(max(1, st.Sources))),
+			fmtFrac(st.MinShare), fmtFrac(st.MedianShare), intsString(st.SourcesPerWorker), fmtFrac(st.ConnsJain)})
+	}
+	if t == nil {
+		return
+	}
+	fmt.Fprintf(w, "\nclient source addresses, median run (share = a source's connections on its most frequent worker):\n")
 	printTable(w, t, 2)
 }
 
@@ -561,14 +726,24 @@ func printTable(w io.Writer, rows [][]string, left int) {
 }
 
 // label is the policy as asked, with the one that served it after a
-// fallback.
+// fallback, and the settings that differ between results.
 func (r *result) label() string {
 	s := r.Policy
 	if r.Effective != "" && r.Effective != r.Policy {
 		s += "→" + r.Effective
 	}
+	if r.Dispatch != "" {
+		s += "/" + r.Dispatch
+	}
 	if r.showGMP {
 		s += " gmp=" + gmpName(r.GOMAXPROCS)
+	}
+	if r.showPin {
+		if r.Pin {
+			s += " pin"
+		} else {
+			s += " nopin"
+		}
 	}
 	return s
 }

@@ -23,8 +23,10 @@ import (
 type runResult struct {
 	Policy    policy.Name
 	Effective policy.Name // the policy that served the address: differs on a fallback (rr on udp)
+	Dispatch  string      // the -dispatch setting ("" when not set)
 	Workload  string
-	GMP       int // the -gomaxprocs setting of this run
+	GMP       int  // the -gomaxprocs setting of this run
+	Pin       bool // workers pinned to a CPU each
 	Rep       int
 	Addr      string
 
@@ -36,6 +38,32 @@ type runResult struct {
 	Crashes   int           // workers that exited without being asked during the run
 	MaxProcs  []int         // GOMAXPROCS the workers reported, distinct values
 	Unknown   int64         // requests answered without a known X-Worker
+
+	ServerSched schedSample // the workers (or baseline processes), summed, during the load
+	MasterSched schedSample // this process during the load
+	Idle, Steal float64     // the machine's idle and steal shares during the load (/proc/stat)
+}
+
+func (r *runResult) variant() variant {
+	return variant{Policy: r.Policy, Dispatch: r.Dispatch, GMP: r.GMP, Pin: r.Pin}
+}
+
+// measure samples, around one load, what is not per worker: this
+// process's CPU and scheduler counters and the machine's idle time.
+type measure struct {
+	cpu   time.Duration
+	sched schedSample
+	times cpuTimes
+}
+
+func startMeasure() *measure {
+	return &measure{cpu: selfCPU(), sched: procSched(0), times: readCPUTimes()}
+}
+
+func (m *measure) stop(r *runResult) {
+	r.MasterCPU = selfCPU() - m.cpu
+	r.MasterSched = procSched(0).sub(m.sched)
+	r.Idle, r.Steal = shares(m.times, readCPUTimes())
 }
 
 type workerRun struct {
@@ -103,14 +131,56 @@ func workerEnv(workload string) []string {
 	return append(env, envServe+"="+mode)
 }
 
+// driveLoad runs the load generator against addr and returns its answer
+// and its CPU time.
+func driveLoad(ctx context.Context, o *options, exe, addr, workload string, rep int) (*loadResult, time.Duration, error) {
+	spec, _ := json.Marshal(loadConfig{
+		Addr:        addr,
+		Workload:    workload,
+		Conns:       o.conns,
+		Duration:    o.duration,
+		Rate:        o.rate,
+		Seed:        o.seed + uint64(rep),
+		Timeout:     o.timeout,
+		MaxRequests: maxRequests(o),
+		Sources:     o.sources,
+	})
+	cmd := exec.CommandContext(ctx, exe)
+	cmd.Env = append(loadEnv(), envLoad+"="+string(spec))
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = os.Stderr
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		return nil, 0, err
+	}
+	var cpu time.Duration
+	if cmd.ProcessState != nil {
+		cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	var res loadResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		return nil, 0, fmt.Errorf("answer: %w", err)
+	}
+	return &res, cpu, nil
+}
+
 // runOne starts a master under pol, waits for every worker to listen,
 // drives the load, reads the workers' CPU and shuts the master down.
-func runOne(ctx context.Context, o *options, pol policy.Name, workload string, gmp, rep int) (*runResult, error) {
+func runOne(ctx context.Context, o *options, v variant, workload string, rep int) (*runResult, error) {
+	if isPseudo(v.Policy) {
+		return runStandalone(ctx, o, v, workload, rep)
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	res := &runResult{Policy: pol, Workload: workload, GMP: gmp, Rep: rep}
+	pol, gmp := v.Policy, v.GMP
+	res := &runResult{Policy: pol, Dispatch: v.Dispatch, Workload: workload, GMP: gmp, Pin: v.Pin, Rep: rep}
+	env := workerEnv(workload)
+	if v.Pin {
+		env = append(env, envPin+"=1")
+	}
 
 	var mu sync.Mutex
 	forked := map[int]workerRun{}
@@ -124,7 +194,7 @@ func runOne(ctx context.Context, o *options, pol policy.Name, workload string, g
 		Policy:           string(pol),
 		Program:          exe,
 		Args:             []string{},
-		Env:              workerEnv(workload),
+		Env:              env,
 		UDPSteering:      o.udpSteering,
 		Stdout:           os.Stderr, // workers print nothing; keep stdout for the report
 		Stderr:           os.Stderr,
@@ -202,31 +272,24 @@ func runOne(ctx context.Context, o *options, pol policy.Name, workload string, g
 	addr := res.Addr
 	loading = true
 	mu.Unlock()
-	before := workerCPU(m.Workers())
-	selfBefore := selfCPU()
-
-	spec, _ := json.Marshal(loadConfig{
-		Addr:        addr,
-		Workload:    workload,
-		Conns:       o.conns,
-		Duration:    o.duration,
-		Rate:        o.rate,
-		Seed:        o.seed + uint64(rep),
-		Timeout:     o.timeout,
-		MaxRequests: maxRequests(o),
-	})
-	cmd := exec.CommandContext(ctx, exe)
-	cmd.Env = append(loadEnv(), envLoad+"="+string(spec))
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = os.Stderr
-	cmd.WaitDelay = 5 * time.Second
-	loadErr := cmd.Run()
+	infos := m.Workers()
+	before := workerCPU(infos)
+	schedBefore := map[int]schedSample{}
+	for _, wi := range infos {
+		schedBefore[wi.PID] = procSched(wi.PID)
+	}
+	meas := startMeasure()
+	load, clientCPU, loadErr := driveLoad(ctx, o, exe, addr, workload, rep)
 
 	// Read the workers' CPU before the master stops them.
-	infos := m.Workers()
+	infos = m.Workers()
 	after := workerCPU(infos)
-	res.MasterCPU = selfCPU() - selfBefore
+	for _, wi := range infos {
+		if b, ok := schedBefore[wi.PID]; ok {
+			res.ServerSched = res.ServerSched.add(procSched(wi.PID).sub(b))
+		}
+	}
+	meas.stop(res)
 	mu.Lock()
 	loading = false
 	mu.Unlock()
@@ -236,12 +299,7 @@ func runOne(ctx context.Context, o *options, pol policy.Name, workload string, g
 	if loadErr != nil {
 		return nil, fmt.Errorf("%s %s: load generator: %w", pol, workload, loadErr)
 	}
-	if cmd.ProcessState != nil {
-		res.ClientCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-	}
-	if err := json.Unmarshal(out.Bytes(), &res.Load); err != nil {
-		return nil, fmt.Errorf("%s %s: load generator answer: %w", pol, workload, err)
-	}
+	res.Load, res.ClientCPU = *load, clientCPU
 
 	mu.Lock()
 	defer mu.Unlock()

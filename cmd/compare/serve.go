@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -19,11 +20,20 @@ import (
 // Config.Env.
 const envServe = "COMPARE_SERVE"
 
+// envPin asks a worker to pin itself to CPU slot % NumCPU (-pin).
+const envPin = "COMPARE_PIN"
+
 // serve is the worker: an HTTP/1.1 server on the shared address that
 // names itself in X-Worker, until SIGTERM, when it drains and exits.
 func serve() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if os.Getenv(envPin) == "1" {
+		if err := pinSelf(sockshare.Slot() % runtime.NumCPU()); err != nil {
+			fmt.Fprintf(os.Stderr, "compare worker %d: pin: %v\n", sockshare.WorkerID(), err)
+			return 2
+		}
+	}
 	// Tell the master what GOMAXPROCS this worker really runs with, so
 	// the report does not have to guess what the environment did.
 	_ = sockshare.Send([]byte("gomaxprocs=" + strconv.Itoa(runtime.GOMAXPROCS(0))))
@@ -47,7 +57,13 @@ func serve() int {
 		}
 		return 2
 	}
-	srv := &http.Server{Handler: handler(strconv.Itoa(sockshare.WorkerID())), ReadHeaderTimeout: 10 * time.Second}
+	return serveHTTP(ctx, ln, sockshare.WorkerID())
+}
+
+// serveHTTP serves the compare handler on ln as id until ctx ends, then
+// shuts the server down.
+func serveHTTP(ctx context.Context, ln net.Listener, id int) int {
+	srv := &http.Server{Handler: handler(strconv.Itoa(id)), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {
@@ -55,7 +71,7 @@ func serve() int {
 		if errors.Is(err, http.ErrServerClosed) {
 			return 0
 		}
-		fmt.Fprintf(os.Stderr, "compare worker %d: %v\n", sockshare.WorkerID(), err)
+		fmt.Fprintf(os.Stderr, "compare server %d: %v\n", id, err)
 		return 1
 	case <-ctx.Done():
 	}
