@@ -2,11 +2,7 @@
 
 package tcp
 
-import (
-	"syscall"
-
-	"golang.org/x/sys/unix"
-)
+import "syscall"
 
 // accept returns a connected descriptor with close-on-exec set atomically,
 // so a concurrent fork/exec in the master never inherits it.
@@ -15,5 +11,3 @@ func accept(fd int) (int, error) {
 	nfd, _, err := syscall.Accept4(fd, syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK)
 	return nfd, err
 }
-
-func dupCloexec(fd int) (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) }

@@ -23,14 +23,3 @@ func accept(fd int) (int, error) {
 	}
 	return nfd, nil
 }
-
-func dupCloexec(fd int) (int, error) {
-	syscall.ForkLock.RLock()
-	defer syscall.ForkLock.RUnlock()
-	nfd, err := syscall.Dup(fd)
-	if err != nil {
-		return -1, err
-	}
-	syscall.CloseOnExec(nfd)
-	return nfd, nil
-}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sockshare/sockshare/internal/ipc"
+	"github.com/sockshare/sockshare/internal/sockfd"
 	"github.com/sockshare/sockshare/policy"
 )
 
@@ -526,7 +527,7 @@ func rawListenerFile(ln *net.TCPListener) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	nfd, err := dupCloexec(fd)
+	nfd, err := sockfd.DupCloexec(fd)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockshare/sockshare/internal/sockfd"
 	"github.com/sockshare/sockshare/policy"
 )
 
@@ -37,7 +38,7 @@ func (w *inproc) SendConns(ids []uint64, fds []int) error {
 	}
 	dups := make([]int, len(fds))
 	for i, fd := range fds {
-		n, err := dupCloexec(fd)
+		n, err := sockfd.DupCloexec(fd)
 		if err != nil {
 			return err
 		}
