@@ -2,20 +2,18 @@ package udp
 
 import (
 	"context"
-	"github.com/sockshare/sockshare/internal/sockfd"
 	"net"
-	"sync"
+
+	"github.com/sockshare/sockshare/internal/sockfd"
 )
 
 // Shared is the master side of the shared strategy: one socket, bound once,
 // whose descriptor every slot gets, so that every worker reads the same
 // receive queue. Like [ReusePortGroup] it owns the socket and keeps it out
-// of this process's netpoller.
+// of this process's netpoller. Close closes it; workers keep reading their
+// own duplicates.
 type Shared struct {
-	mu     sync.Mutex
-	addr   net.Addr
-	fd     int // held: never read here
-	closed bool
+	*sockfd.Held
 }
 
 // NewShared binds address with no sharing option: the workers share the
@@ -26,35 +24,13 @@ func NewShared(ctx context.Context, network, address string) (*Shared, error) {
 	if err != nil {
 		return nil, err
 	}
-	addr := pc.LocalAddr()
-	fd, err := sockfd.HoldFD(pc.(*net.UDPConn))
+	h, err := sockfd.Hold(pc.(*net.UDPConn), pc.LocalAddr())
 	if err != nil {
 		return nil, err
 	}
-	return &Shared{addr: addr, fd: fd}, nil
+	return &Shared{h}, nil
 }
-
-// Addr is the bound address, with the real port.
-func (s *Shared) Addr() net.Addr { return s.addr }
 
 // FD returns the socket's descriptor, the same for every slot; it stays
 // owned by s.
-func (s *Shared) FD(slot int) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return -1, net.ErrClosed
-	}
-	return s.fd, nil
-}
-
-// Close closes the socket. Workers keep reading their own duplicates.
-func (s *Shared) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	return sockfd.CloseFD(s.fd)
-}
+func (s *Shared) FD(slot int) (int, error) { return s.Held.FD() }
