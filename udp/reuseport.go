@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/sockshare/sockshare/internal/sockfd"
 	"net"
-	"os"
 	"sync"
 
+	"github.com/sockshare/sockshare/internal/sockfd"
 	"github.com/sockshare/sockshare/reuse"
 )
 
@@ -175,24 +174,3 @@ func (fd rawFD) Write(func(uintptr) bool) error { return errors.ErrUnsupported }
 
 // Close closes every socket of the group.
 func (g *ReusePortGroup) Close() error { return g.held.Close() }
-
-// FilePacketConn turns a datagram descriptor received from the master into
-// a *net.UDPConn. It takes ownership of fd and closes it (the connection
-// works on a duplicate).
-func FilePacketConn(fd int) (*net.UDPConn, error) {
-	f := os.NewFile(uintptr(fd), "sockshare-udp")
-	if f == nil {
-		return nil, fmt.Errorf("udp: invalid descriptor %d", fd)
-	}
-	defer f.Close()
-	pc, err := net.FilePacketConn(f)
-	if err != nil {
-		return nil, fmt.Errorf("udp: packet conn from descriptor: %w", err)
-	}
-	uc, ok := pc.(*net.UDPConn)
-	if !ok {
-		pc.Close()
-		return nil, fmt.Errorf("udp: descriptor is a %T, not a UDP socket", pc)
-	}
-	return uc, nil
-}
