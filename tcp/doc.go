@@ -21,6 +21,8 @@
 //     the connections queued on the slot's socket.
 //
 // Platforms: the dispatcher uses raw accept4 on Linux and the BSDs (accept
-// plus close-on-exec under syscall.ForkLock on darwin). Nothing here works
-// on windows, where the functions return ErrUnsupported.
+// plus close-on-exec under syscall.ForkLock on darwin and aix). The
+// Dispatcher and the worker-side listeners exist on unix only; on windows
+// NewShared and the reuseport groups fail with errors matching
+// ErrUnsupported.
 package tcp

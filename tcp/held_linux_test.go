@@ -35,7 +35,7 @@ func TestHeldListenersAreNotPolled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer probe.Close()
-	probeFD, _ := FD(probe.(*net.TCPListener))
+	probeFD, _ := listenerFD(probe.(*net.TCPListener))
 	polled := sockfdtest.PolledSockets(t)
 	if _, ok := polled[sockfdtest.SocketOf(probeFD)]; !ok {
 		t.Fatalf("a net.TCPListener (fd %d) is not among the polled sockets %v: cannot check", probeFD, polled)

@@ -7,8 +7,14 @@ import (
 	"os"
 )
 
-// ErrUnsupported is returned on platforms without descriptor passing.
-var ErrUnsupported = fmt.Errorf("tcp: %w", errors.ErrUnsupported)
+// ErrUnsupported is errors.ErrUnsupported, the one sentinel every
+// "cannot on this platform" error of this package matches, whichever layer
+// it comes from: on windows NewShared cannot hold a socket (no descriptor
+// to duplicate), the reuseport groups cannot set SO_REUSEPORT
+// (reuse.ErrUnsupported), and Release cannot accept. errors.Is(err,
+// ErrUnsupported) is therefore the same test as errors.Is(err,
+// errors.ErrUnsupported).
+var ErrUnsupported = errors.ErrUnsupported
 
 // FileListener turns a listening descriptor received from the master into a
 // net.Listener. It takes ownership of fd: the descriptor is closed whether or
@@ -39,7 +45,3 @@ func listenerFD(l *net.TCPListener) (int, error) {
 	}
 	return fd, nil
 }
-
-// FD returns the descriptor behind l for sending to a worker. It stays
-// owned by l and is valid until l is closed.
-func FD(l *net.TCPListener) (int, error) { return listenerFD(l) }

@@ -8,8 +8,8 @@ import (
 
 // FilePacketConn is the worker side of both strategies: it turns a datagram
 // descriptor received from the master (the one [Shared.FD] or
-// [ReusePortGroup.FD] gave it) into a *net.UDPConn. It takes ownership of fd and closes it (the connection
-// works on a duplicate).
+// [ReusePortGroup.FD] gave it) into a *net.UDPConn. It takes ownership of
+// fd and closes it (the connection works on a duplicate).
 func FilePacketConn(fd int) (*net.UDPConn, error) {
 	f := os.NewFile(uintptr(fd), "sockshare-udp")
 	if f == nil {
