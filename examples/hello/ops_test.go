@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -119,30 +120,59 @@ type reply struct {
 	status int
 	worker string
 	err    error
+	dialed bool      // the connection was established
+	start  time.Time // before the dial
+	sent   time.Time // the request was written in full; zero if it was not
+	end    time.Time // the response was read in full, or the error seen
 }
 
-func get(addr string) reply {
+func get(addr string) reply { return getPath(addr, "/") }
+
+// getPath makes one request on a new connection and reads the whole
+// response: a body cut short is an error too.
+func getPath(addr, path string) (r reply) {
+	r.start = time.Now()
+	defer func() { r.end = time.Now() }()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
-		return reply{err: err}
+		r.err = err
+		return r
 	}
+	r.dialed = true
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(20 * time.Second))
-	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path); err != nil {
+		r.err = err
+		return r
+	}
+	r.sent = time.Now()
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
-		return reply{err: err}
+		r.err = err
+		return r
 	}
-	io.Copy(io.Discard, resp.Body)
+	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	return reply{status: resp.StatusCode, worker: resp.Header.Get("X-Worker")}
+	if err != nil {
+		r.err = fmt.Errorf("reading the body: %w", err)
+		return r
+	}
+	r.status, r.worker = resp.StatusCode, resp.Header.Get("X-Worker")
+	return r
 }
 
 // hammer makes one-request connections, conc at a time, until stop is
 // closed or n requests are done, and returns the replies.
 func hammer(addr string, conc, n int, stop <-chan struct{}) []reply {
+	return hammerPath(addr, "/", conc, n, stop, nil)
+}
+
+// hammerPath is hammer with the request path. When warm is not nil it is
+// closed once conc requests have been answered: the load is running.
+func hammerPath(addr, path string, conc, n int, stop <-chan struct{}, warm chan<- struct{}) []reply {
 	var mu sync.Mutex
 	var out []reply
+	answered := 0
 	var wg sync.WaitGroup
 	left := n
 	for range conc {
@@ -162,9 +192,14 @@ func hammer(addr string, conc, n int, stop <-chan struct{}) []reply {
 					return
 				default:
 				}
-				r := get(addr)
+				r := getPath(addr, path)
 				mu.Lock()
 				out = append(out, r)
+				if r.err == nil {
+					if answered++; answered == conc && warm != nil {
+						close(warm)
+					}
+				}
 				mu.Unlock()
 			}
 		}()
@@ -379,9 +414,19 @@ func TestHelloReloadOnSIGHUP(t *testing.T) {
 	}
 }
 
-// TestHelloKillWorkers: kill -9 of one worker every interval under load:
-// both workers are always back within a second, and failures are at most
-// the requests in flight on the killed workers.
+// TestHelloKillWorkers: kill -9 of one worker every interval under load.
+// What a client sees:
+//
+//   - the slot comes back: within a second the master has two workers again
+//     and the killed one is gone, and the replacement (the next worker id:
+//     ids are never reused) answers requests;
+//   - the kills happen under load: requests are in flight at each;
+//   - the only requests that fail are those the kill cut: each failure was
+//     in flight when a worker was killed (started before the kill, ended
+//     after it), so the failures of one kill are at most the requests in
+//     flight at that moment; none is a refused connection, and none hangs
+//     until the client's deadline (a connection left on a socket nobody
+//     accepts).
 func TestHelloKillWorkers(t *testing.T) {
 	rounds, every := 3, 500*time.Millisecond
 	if os.Getenv("SOCKSHARE_LONG") != "" {
@@ -393,15 +438,24 @@ func TestHelloKillWorkers(t *testing.T) {
 			stop := make(chan struct{})
 			done := make(chan []reply)
 			const conc = 16
-			go func() { done <- hammer(h.addr, conc, 1<<30, stop) }()
+			warm := make(chan struct{})
+			go func() { done <- hammerPath(h.addr, "/", conc, 1<<30, stop, warm) }()
+			select {
+			case <-warm:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("no load: the clients got no answers in 20 s; stderr:\n%s", h.errText())
+			}
 			master := h.cmd.Process.Pid
+			var kills []time.Time
+			var probes []reply // the test's own requests, checked with the rest
 			for i := range rounds {
 				ws := children(master)
 				if len(ws) != 2 {
 					t.Fatalf("round %d: %d workers", i, len(ws))
 				}
-				syscall.Kill(ws[i%2], syscall.SIGKILL)
 				killed := time.Now()
+				syscall.Kill(ws[i%2], syscall.SIGKILL)
+				kills = append(kills, killed)
 				for {
 					now := children(master)
 					if len(now) == 2 && !contains(now, ws[i%2]) {
@@ -412,22 +466,70 @@ func TestHelloKillWorkers(t *testing.T) {
 					}
 					time.Sleep(5 * time.Millisecond) // polling /proc; no event exists for another process's children
 				}
-				t.Logf("round %d: slot back after %v", i, time.Since(killed).Round(time.Millisecond))
-				time.Sleep(every - time.Since(killed))
+				// Workers 1 and 2 started; the replacement of round i is 3+i.
+				want := 3 + i
+				for {
+					r := get(h.addr)
+					probes = append(probes, r)
+					if id, _ := strconv.Atoi(r.worker); r.err == nil && id >= want {
+						break
+					}
+					if time.Since(killed) > 5*time.Second {
+						close(stop)
+						<-done
+						t.Fatalf("round %d: the replacement, worker %d, has not answered 5 s after the kill; stderr:\n%s", i, want, h.errText())
+					}
+				}
+				t.Logf("round %d: slot back, serving, after %v", i, time.Since(killed).Round(time.Millisecond))
+				time.Sleep(every - time.Since(killed)) // pacing the rounds, not synchronisation
 			}
 			close(stop)
-			per, failed := count(<-done)
-			for _, f := range failed {
-				if errors.Is(f.err, syscall.ECONNREFUSED) {
-					t.Fatalf("connection refused: %v", f.err)
+			rs := append(<-done, probes...)
+			per, failed := count(rs)
+			inflight := make([]int, len(kills))
+			cut := make([]int, len(kills))
+			for _, r := range rs {
+				for k, at := range kills {
+					if r.start.Before(at) && r.end.After(at) {
+						inflight[k]++
+					}
 				}
 			}
-			if len(failed) > rounds*conc {
-				t.Fatalf("%d failed; at most %d (in flight on the killed workers)", len(failed), rounds*conc)
+			for k, n := range inflight {
+				if n == 0 {
+					t.Errorf("kill %d: no request was in flight; not under load", k)
+				}
 			}
-			t.Logf("per worker %v, %d failed", per, len(failed))
+			for _, f := range failed {
+				var ne net.Error
+				switch {
+				case errors.Is(f.err, syscall.ECONNREFUSED):
+					t.Errorf("connection refused: %v", f.err)
+					continue
+				case errors.As(f.err, &ne) && ne.Timeout():
+					t.Errorf("a request started %v after the first kill hung until the client's deadline: %v", f.start.Sub(kills[0]).Round(time.Millisecond), f.err)
+					continue
+				}
+				k := slices.IndexFunc(kills, func(at time.Time) bool { return f.start.Before(at) && f.end.After(at) })
+				if k < 0 {
+					t.Errorf("a request failed that no kill cut: started %v, failed %v after the first kill (kills at %v after it): status %d, %v",
+						f.start.Sub(kills[0]).Round(time.Microsecond), f.end.Sub(kills[0]).Round(time.Microsecond), sinceFirst(kills), f.status, f.err)
+					continue
+				}
+				cut[k]++
+			}
+			t.Logf("per worker %v; per kill, requests in flight %v and failed %v", per, inflight, cut)
 		})
 	}
+}
+
+// sinceFirst returns each time's offset from the first.
+func sinceFirst(ts []time.Time) []time.Duration {
+	out := make([]time.Duration, len(ts))
+	for i, at := range ts {
+		out[i] = at.Sub(ts[0]).Round(time.Millisecond)
+	}
+	return out
 }
 
 func contains(s []int, v int) bool {
@@ -440,15 +542,51 @@ func contains(s []int, v int) bool {
 }
 
 // TestHelloSIGTERMUnderLoad: SIGTERM under load exits 0 within the
-// deadline with every worker gone.
+// deadline with every worker gone, and no client sees a request cut:
+//
+//   - every request written in full before the SIGTERM gets a full 200
+//     response, among them slow ones (a handler sleeping 130-480 ms) still
+//     running when the signal arrives, which the workers must drain: at
+//     least one such request is required, or the test checked nothing;
+//   - any other request gets a full 200 response or a refused connection
+//     (the master has closed its listener; connect fails with ECONNREFUSED,
+//     or ECONNRESET during the handshake), or a reset: its connection sat
+//     in the listener's kernel backlog when the master closed it, which the
+//     master does not promise to serve.
+//
+// Known gap: the master's StopAccepting (tcp/dispatch.go) closes the
+// listener without accepting what its backlog already holds, so a
+// connection that completed its handshake, and wrote its request, an
+// instant before the SIGTERM can be reset too (about 1 run in 15: written
+// 0.5 ms before, reset 0.5 ms after). Such a reset, of a request written
+// less than backlogAge before the signal, is counted with the backlog
+// resets rather than failed on; a request older than that was accepted,
+// and must be answered.
 func TestHelloSIGTERMUnderLoad(t *testing.T) {
+	const fast, slow = 8, 8
+	const backlogAge = 20 * time.Millisecond
 	h := startHello(t, "-workers", "2", "-policy", "rr", "-addr", "127.0.0.1:0")
 	ws := children(h.cmd.Process.Pid)
 	stop := make(chan struct{})
-	done := make(chan []reply)
-	go func() { done <- hammer(h.addr, 16, 1<<30, stop) }()
-	for range 100 {
-		get(h.addr)
+	done := make(chan []reply, 1+slow)
+	warmFast := make(chan struct{})
+	warms := []chan struct{}{warmFast}
+	go func() { done <- hammerPath(h.addr, "/", fast, 1<<30, stop, warmFast) }()
+	// Each slow client sleeps a different time in the handler, so their
+	// requests are out of phase and some are always deep in a handler,
+	// not just written, when the signal goes.
+	for i := range slow {
+		warm := make(chan struct{})
+		warms = append(warms, warm)
+		path := fmt.Sprintf("/work?sleep_ms=%d", 130+50*i)
+		go func() { done <- hammerPath(h.addr, path, 1, 1<<30, stop, warm) }()
+	}
+	for _, warm := range warms {
+		select {
+		case <-warm:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no load: the clients got no answers in 20 s; stderr:\n%s", h.errText())
+		}
 	}
 	start := time.Now()
 	h.cmd.Process.Signal(syscall.SIGTERM)
@@ -458,7 +596,10 @@ func TestHelloSIGTERMUnderLoad(t *testing.T) {
 		t.Fatal("hello did not exit within 15s of SIGTERM")
 	}
 	close(stop)
-	<-done
+	var rs []reply
+	for range 1 + slow {
+		rs = append(rs, <-done...)
+	}
 	if code := h.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("exit status %d; stderr:\n%s", code, h.errText())
 	}
@@ -469,5 +610,40 @@ func TestHelloSIGTERMUnderLoad(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("exited 0 in %v", time.Since(start).Round(time.Millisecond))
+
+	var before, drained, after, refused, reset int
+	for _, r := range rs {
+		ok := r.err == nil && r.status == 200
+		switch {
+		case !r.sent.IsZero() && r.sent.Before(start):
+			before++
+			switch {
+			case ok:
+				if r.end.After(start) {
+					drained++
+				}
+			case errors.Is(r.err, syscall.ECONNRESET) && start.Sub(r.sent) < backlogAge:
+				reset++ // the known gap: see the comment above
+			default:
+				t.Errorf("a request written %v before the SIGTERM failed %v after it: status %d, %v",
+					start.Sub(r.sent).Round(time.Microsecond), r.end.Sub(start).Round(time.Microsecond), r.status, r.err)
+			}
+		case ok:
+			after++
+		case !r.dialed && (errors.Is(r.err, syscall.ECONNREFUSED) || errors.Is(r.err, syscall.ECONNRESET)):
+			// connect failed: no request went out. ECONNRESET when the
+			// listener closed during the handshake.
+			refused++
+		case r.dialed && errors.Is(r.err, syscall.ECONNRESET):
+			reset++
+		default:
+			t.Errorf("a request started %v after the SIGTERM (connected: %v, written: %v) got status %d, %v; want a full response or a refused connection",
+				r.start.Sub(start).Round(time.Microsecond), r.dialed, !r.sent.IsZero(), r.status, r.err)
+		}
+	}
+	if drained == 0 {
+		t.Errorf("no request was in flight when SIGTERM arrived (%d written before it): the drain went untested", before)
+	}
+	t.Logf("exited 0 in %v; written before SIGTERM: %d, of them answered after it: %d; after: %d answered, %d refused, %d reset in the backlog",
+		time.Since(start).Round(time.Millisecond), before, drained, after, refused, reset)
 }
