@@ -398,7 +398,7 @@ func writeComparisons(w io.Writer, rep *report) {
 					continue
 				}
 				if x := findBase(rep, r, base); x != nil && x.AcrossReps.RPS.Median > 0 {
-					parts = append(parts, fmt.Sprintf("/%s %.2f", base, float64(r.AcrossReps.RPS.Median/x.AcrossReps.RPS.Median)))
+					parts = append(parts, fmt.Sprintf("/%s %.2f%s", base, float64(r.AcrossReps.RPS.Median/x.AcrossReps.RPS.Median), paired(r, *x)))
 				}
 			}
 			if len(parts) > 0 {
@@ -438,6 +438,25 @@ func writeComparisons(w io.Writer, rep *report) {
 			fmt.Fprintf(w, "  %s\n", l)
 		}
 	}
+}
+
+// paired is the ratio of r's req/s to base's run by run, each repetition
+// with its own (the two ran one after the other), as " (per rep: median
+// [min-max])"; "" with fewer than two repetitions. On a machine whose
+// load drifts it is steadier than the ratio of the medians.
+func paired(r, base result) string {
+	var xs []float64
+	for _, a := range r.Runs {
+		for _, b := range base.Runs {
+			if a.Rep == b.Rep && b.RPS > 0 {
+				xs = append(xs, float64(a.RPS/b.RPS))
+			}
+		}
+	}
+	if len(xs) < 2 {
+		return ""
+	}
+	return fmt.Sprintf(" (per rep %.2f [%.2f-%.2f])", Median(xs), slices.Min(xs), slices.Max(xs))
 }
 
 func writeErrors(w io.Writer, rep *report) {
