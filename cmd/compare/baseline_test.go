@@ -199,3 +199,13 @@ func TestBaselines(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSchedField(t *testing.T) {
+	text := "go (42, #threads: 5)\n----\nse.exec_start   :   2708172.412531\nse.nr_migrations                             :                   17\nnr_switches : 3\n"
+	if got := parseSchedField(text, "se.nr_migrations"); got != 17 {
+		t.Errorf("se.nr_migrations = %d, want 17", got)
+	}
+	if got := parseSchedField(text, "absent"); got != 0 {
+		t.Errorf("absent = %d", got)
+	}
+}

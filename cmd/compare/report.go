@@ -517,8 +517,8 @@ func perReq(x float64, requests int64) string {
 // writeSched prints the scheduler's view of each median run, per
 // request: where the time of several processes goes.
 func writeSched(w io.Writer, rep *report) {
-	fmt.Fprintf(w, "\nscheduler, median run, per request (/proc/<pid>/task/*/schedstat and status; server = workers or baseline processes; run-wait = runnable but waiting for a CPU; cs = context switches, vol/invol):\n")
-	t := [][]string{{"workload", "policy", "server µs", "server run-wait µs", "server cs", "client µs", "client run-wait µs", "client cs", "master µs", "idle", "steal"}}
+	fmt.Fprintf(w, "\nscheduler, median run, per request (/proc/<pid>/task/*/schedstat and status; server = workers or baseline processes; run-wait = runnable but waiting for a CPU; cs = context switches, vol/invol; migr = moves to another CPU):\n")
+	t := [][]string{{"workload", "policy", "server µs", "server run-wait µs", "server cs", "server migr", "client µs", "client run-wait µs", "client cs", "master µs", "idle", "steal"}}
 	for _, r := range rep.Results {
 		sv, cl, ms := r.Sched.Server, r.Sched.Client, r.Sched.Master
 		cs := func(x schedSample) string {
@@ -535,6 +535,7 @@ func writeSched(w io.Writer, rep *report) {
 		}
 		t = append(t, []string{r.Workload, r.label(),
 			perReq(float64(sv.OnCPU)/1e3, r.Requests), perReq(float64(sv.RunWait)/1e3, r.Requests), cs(sv),
+			fmt.Sprintf("%.3f", float64(sv.Migr)/float64(max(1, r.Requests))),
 			perReq(float64(cl.OnCPU)/1e3, r.Requests), perReq(float64(cl.RunWait)/1e3, r.Requests), cs(cl),
 			perReq(float64(ms.OnCPU)/1e3, r.Requests), pct(r.Sched.Idle), pct(r.Sched.Steal)})
 	}

@@ -20,20 +20,21 @@ type schedSample struct {
 	Slices  int64         `json:"slices"`   // schedstat field 3: times it was scheduled in
 	Vol     int64         `json:"voluntary_ctxt_switches"`
 	Invol   int64         `json:"nonvoluntary_ctxt_switches"`
+	Migr    int64         `json:"migrations"` // se.nr_migrations of /proc/<pid>/task/*/sched: moves to another CPU
 	Threads int           `json:"threads"`
 }
 
 func (s schedSample) sub(b schedSample) schedSample {
 	return schedSample{
 		OnCPU: s.OnCPU - b.OnCPU, RunWait: s.RunWait - b.RunWait, Slices: s.Slices - b.Slices,
-		Vol: s.Vol - b.Vol, Invol: s.Invol - b.Invol, Threads: s.Threads,
+		Vol: s.Vol - b.Vol, Invol: s.Invol - b.Invol, Migr: s.Migr - b.Migr, Threads: s.Threads,
 	}
 }
 
 func (s schedSample) add(b schedSample) schedSample {
 	return schedSample{
 		OnCPU: s.OnCPU + b.OnCPU, RunWait: s.RunWait + b.RunWait, Slices: s.Slices + b.Slices,
-		Vol: s.Vol + b.Vol, Invol: s.Invol + b.Invol, Threads: s.Threads + b.Threads,
+		Vol: s.Vol + b.Vol, Invol: s.Invol + b.Invol, Migr: s.Migr + b.Migr, Threads: s.Threads + b.Threads,
 	}
 }
 
@@ -67,9 +68,25 @@ func procSched(pid int) schedSample {
 			s.Vol += vol
 			s.Invol += invol
 		}
+		if b, err := os.ReadFile(dir + "/" + t.Name() + "/sched"); err == nil {
+			s.Migr += parseSchedField(string(b), "se.nr_migrations")
+		}
 		s.Threads++
 	}
 	return s
+}
+
+// parseSchedField returns the integer field name of a /proc/<pid>/sched
+// text ("name   :   value" lines), 0 when absent.
+func parseSchedField(sched, name string) int64 {
+	for line := range strings.SplitSeq(sched, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && strings.TrimSpace(k) == name {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // parseCtxt returns the voluntary and nonvoluntary context switches of a
