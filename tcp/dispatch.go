@@ -559,21 +559,9 @@ func (d *Dispatcher) acceptLoop() {
 		// registered with the master's netpoller: the master only passes
 		// them on. Drain up to a batch per wake-up.
 		rerr := rc.Read(func(fd uintptr) bool {
-			for len(batch) < limit {
-				nfd, err := accept(int(fd))
-				switch err {
-				case nil:
-					batch = append(batch, nfd)
-					continue
-				case syscall.EAGAIN:
-					return len(batch) > 0
-				case syscall.EINTR, syscall.ECONNABORTED:
-					continue
-				}
-				aerr = err
-				return true
-			}
-			return true
+			batch, aerr = acceptQueued(int(fd), batch, limit)
+			// Nothing accepted and no error: wait for readiness.
+			return len(batch) > 0 || aerr != nil
 		})
 		if len(batch) > 0 {
 			d.enqueue(batch)

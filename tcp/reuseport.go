@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sync"
-	"syscall"
 
 	"github.com/sockshare/sockshare/internal/sockfd"
 	"github.com/sockshare/sockshare/reuse"
@@ -125,19 +125,11 @@ func (g *ReusePortGroup) Release(slot int) (queued []int, err error) {
 		return nil, fmt.Errorf("tcp: release slot %d: %w", slot, err)
 	}
 	defer sockfd.CloseFD(fd)
-	for {
-		nfd, err := accept(fd)
-		switch err {
-		case nil:
-			queued = append(queued, nfd)
-			continue
-		case syscall.EINTR, syscall.ECONNABORTED:
-			continue
-		case syscall.EAGAIN:
-			return queued, nil
-		}
+	queued, err = acceptQueued(fd, nil, math.MaxInt)
+	if err != nil {
 		return queued, fmt.Errorf("tcp: release slot %d: accept: %w", slot, err)
 	}
+	return queued, nil
 }
 
 // Len returns the number of slots of the group, released ones included.
