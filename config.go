@@ -23,6 +23,16 @@ type Config struct {
 	// Policy names the sharing policy (see package policy). Empty means
 	// the SOCKSHARE_POLICY environment variable, then rr.
 	Policy string
+	// Dispatch says who chooses the worker of each connection under the
+	// dispatching policies (rr, leastconn, sticky): "master" (it accepts
+	// and hands each connection over), "kernel" (a BPF program chooses
+	// the slot's socket at SYN time; Linux, root or CAP_BPF and
+	// CAP_NET_ADMIN) or "auto" (the kernel where it works). Empty means
+	// the SOCKSHARE_DISPATCH environment variable, then auto. "kernel"
+	// where it cannot work makes NewMaster fail with an error matching
+	// errors.ErrUnsupported that names the reason. It means nothing to
+	// shared and reuseport.
+	Dispatch string
 	// Program is the worker executable. Default: os.Executable().
 	Program string
 	// Args are the worker's arguments, without the program name. Nil

@@ -19,7 +19,34 @@ import (
 	"time"
 
 	"github.com/sockshare/sockshare"
+	"github.com/sockshare/sockshare/internal/kdispatch"
 )
+
+// variant is a policy under a dispatch mode.
+type variant struct{ name, policy, dispatch string }
+
+// variants returns pols under master dispatch (for rr and leastconn; as
+// they are for the others), then rr under kernel dispatch.
+func variants(pols ...string) []variant {
+	var vs []variant
+	for _, p := range pols {
+		vs = append(vs, variant{p, p, ""})
+	}
+	return append(vs, variant{"rr-kernel", "rr", sockshare.DispatchKernel})
+}
+
+// run runs f as a subtest, skipped with the reason where the kernel cannot
+// dispatch (not root, no BPF).
+func (v variant) run(t *testing.T, f func(t *testing.T)) {
+	t.Run(v.name, func(t *testing.T) {
+		if v.dispatch == sockshare.DispatchKernel {
+			if err := kdispatch.Probe(); err != nil {
+				t.Skipf("kernel dispatch unavailable here: %v", err)
+			}
+		}
+		f(t)
+	})
+}
 
 // Environment of the fault roles.
 const (
@@ -129,11 +156,11 @@ func echoUDP(conn *net.UDPConn) {
 // startFaultMaster runs a master whose slot 0 crashes right after
 // listening, until the slot is given up; it returns the cluster and the
 // address slot 1 serves.
-func startGiveUpCluster(t *testing.T, pol, network string, steer bool) (*cluster, string) {
+func startGiveUpCluster(t *testing.T, pol, dispatch, network string, steer bool) (*cluster, string) {
 	t.Helper()
 	c := &cluster{t: t, done: make(chan error, 1), notify: make(chan struct{}, 1)}
 	cfg := sockshare.Config{
-		Workers: 2, Policy: pol, Program: os.Args[0], Args: []string{},
+		Workers: 2, Policy: pol, Dispatch: dispatch, Program: os.Args[0], Args: []string{},
 		Env: append(os.Environ(), roleEnv+"=fault", faultModeEnv+"=crash-after-listen",
 			faultNetEnv+"="+network),
 		RestartDelay: 10 * time.Millisecond, MaxRestartDelay: time.Second, MaxCrashes: 3,
@@ -170,9 +197,9 @@ func startGiveUpCluster(t *testing.T, pol, network string, steer bool) (*cluster
 // under every policy. Before slots left the reuseport group, slot 0's
 // socket kept its share of connections unanswered forever.
 func TestGivenUpSlotServedByOthers(t *testing.T) {
-	for _, pol := range []string{"shared", "rr", "leastconn", "reuseport"} {
-		t.Run(pol, func(t *testing.T) {
-			c, addr := startGiveUpCluster(t, pol, "tcp", false)
+	for _, v := range variants("shared", "rr", "leastconn", "reuseport") {
+		v.run(t, func(t *testing.T) {
+			c, addr := startGiveUpCluster(t, v.policy, v.dispatch, "tcp", false)
 			const n = 200
 			per, errs := tally(load(addr, "/", n, 8))
 			if len(errs) > 0 {
@@ -195,7 +222,7 @@ func TestGivenUpSlotServedByOthersUDP(t *testing.T) {
 		steer     bool
 	}{{"shared", "shared", false}, {"reuseport", "reuseport", false}, {"reuseport-steered", "reuseport", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, addr := startGiveUpCluster(t, tc.pol, "udp", tc.steer)
+			c, addr := startGiveUpCluster(t, tc.pol, "", "udp", tc.steer)
 			w := workerInSlot(t, c, 1)
 			answered, total := udpAnswered(t, addr, 200, map[int]bool{w.ID: true})
 			if answered*100 < total*99 {
@@ -290,10 +317,10 @@ func tellAll(t *testing.T, c *cluster, msg, want string) {
 // listener, new connections are refused within a second, and listening
 // again on the same fixed address works, under every policy.
 func TestGroupReleasedWhenNoWorkerListens(t *testing.T) {
-	for _, pol := range []string{"shared", "rr", "leastconn", "reuseport"} {
-		t.Run(pol, func(t *testing.T) {
+	for _, v := range variants("shared", "rr", "leastconn", "reuseport") {
+		v.run(t, func(t *testing.T) {
 			addr := freePort(t)
-			c := startCluster(t, sockshare.Config{Workers: 2, Policy: pol}, "fault", addrEnv+"="+addr)
+			c := startCluster(t, sockshare.Config{Workers: 2, Policy: v.policy, Dispatch: v.dispatch}, "fault", addrEnv+"="+addr)
 			if r := get(addr, "/"); r.err != nil || r.status != 200 {
 				t.Fatalf("before closing: %+v", r)
 			}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/sockshare/sockshare/internal/ipc"
+	"github.com/sockshare/sockshare/internal/kdispatch"
 	"github.com/sockshare/sockshare/policy"
 	"github.com/sockshare/sockshare/tcp"
 	"github.com/sockshare/sockshare/udp"
@@ -46,8 +47,9 @@ type group struct {
 	policy   policy.Name
 	fellBack bool
 	addr     net.Addr
-	sockets  slotSockets     // shared, reuseport
-	disp     *tcp.Dispatcher // rr, leastconn; reuseport TCP: hands over a leaving slot's queue
+	sockets  slotSockets     // shared, reuseport, kernel dispatch
+	disp     *tcp.Dispatcher // rr, leastconn; reuseport and kernel TCP: hands over a leaving slot's queue
+	kernel   *kernelGroup    // under kernel dispatch (also in sockets)
 
 	announced chan struct{} // closed once the opener has reported the group (fallback)
 	opMu      sync.Mutex    // serialises sending a slot's socket and releasing it
@@ -70,15 +72,29 @@ func (g *group) close() {
 // slotInUseLocked reports whether a worker of slot listens on g, or will
 // again after its restart. Call with Master.mu held.
 func (g *group) slotInUseLocked(slot int) bool {
-	if g.reserved[slot] {
-		return true
-	}
+	return g.reserved[slot] || g.slotListensLocked(slot)
+}
+
+// slotListensLocked reports whether a worker of slot listens on g. Call
+// with Master.mu held.
+func (g *group) slotListensLocked(slot int) bool {
 	for w := range g.members {
 		if w.slot == slot {
 			return true
 		}
 	}
 	return false
+}
+
+// dispatchLabel says who chooses the worker of g's connections.
+func (g *group) dispatchLabel() string {
+	switch {
+	case g.kernel != nil:
+		return DispatchKernel
+	case g.policy.Dispatches() && g.sockets == nil:
+		return DispatchMaster
+	}
+	return ""
 }
 
 // serveListen answers a worker's Listen: find or open the group, make the
@@ -167,6 +183,11 @@ func (m *Master) attach(w *workerProc, g *group, req *ipc.Msg) error {
 	// connection arrives; then make it eligible.
 	if err := w.send(&reply, fds); err != nil {
 		return err
+	}
+	if g.kernel != nil {
+		if err := g.kernel.setLive(w.slot, true); err != nil {
+			m.log.Error("sockshare: kernel dispatch: cannot make the slot live", "addr", g.addr.String(), "slot", w.slot, "err", err)
+		}
 	}
 	if g.disp != nil {
 		mem := g.disp.Add(w.slot, w)
@@ -306,8 +327,24 @@ func (m *Master) settle(g *group, slot int) {
 		g.close()
 		return
 	}
-	release := g.policy == policy.ReusePort && !m.stopping && !g.slotInUseLocked(slot)
+	perSlot := g.policy == policy.ReusePort || g.kernel != nil
+	release := perSlot && !m.stopping && !g.slotInUseLocked(slot)
+	unlive := g.kernel != nil && !g.slotListensLocked(slot)
 	m.mu.Unlock()
+	if unlive {
+		// No new connections for a slot nobody accepts on; a restarting
+		// slot's queue waits for the replacement.
+		g.opMu.Lock()
+		m.mu.Lock()
+		unlive = !g.closed && !g.slotListensLocked(slot)
+		m.mu.Unlock()
+		if unlive {
+			if err := g.kernel.setLive(slot, false); err != nil {
+				m.log.Error("sockshare: kernel dispatch: cannot take the slot out", "addr", g.addr.String(), "slot", slot, "err", err)
+			}
+		}
+		g.opMu.Unlock()
+	}
 	if release {
 		m.releaseSlot(g, slot)
 	}
@@ -335,6 +372,15 @@ func (m *Master) releaseSlot(g *group, slot int) {
 		}
 	case *udp.ReusePortGroup:
 		err = s.Release(slot)
+	case *kernelGroup:
+		// The slot is not live: nothing new reaches its socket, which
+		// stays in the group (the program's slot count is fixed).
+		var queued []int
+		queued, err = s.drain(slot)
+		if len(queued) > 0 {
+			m.log.Info("sockshare: handing a leaving slot's queued connections to the others", "addr", g.addr.String(), "slot", slot, "count", len(queued))
+			g.disp.Inject(queued)
+		}
 	}
 	if err != nil {
 		m.log.Warn("sockshare: release slot socket", "addr", g.addr.String(), "slot", slot, "err", err)
@@ -346,15 +392,22 @@ func (m *Master) openStream(g *group, network, address string, slot int) error {
 		return err
 	}
 	ctx := context.Background()
-	var ln *net.TCPListener // the dispatcher's; nil for reuseport's
-	switch g.policy {
-	case policy.ReusePort:
+	var ln *net.TCPListener // the dispatcher's; nil for reuseport's and the kernel's
+	mode, kernel := m.kernelMode(g.policy)
+	switch {
+	case kernel:
+		k, err := openKernelGroup(network, address, m.cfg.Workers, mode)
+		if err != nil {
+			return err
+		}
+		g.kernel, g.sockets, g.addr = k, k, k.Addr()
+	case g.policy == policy.ReusePort:
 		rp, err := tcp.OpenReusePortSlot(ctx, network, address, slot)
 		if err != nil {
 			return err
 		}
 		g.sockets, g.addr = rp, rp.Addr()
-	case policy.Shared:
+	case g.policy == policy.Shared:
 		sh, err := tcp.NewShared(ctx, network, address)
 		if err != nil {
 			return err
@@ -370,8 +423,8 @@ func (m *Master) openStream(g *group, network, address string, slot int) error {
 		g.addr = ln.Addr()
 	}
 	picker := g.policy.NewPicker()
-	if picker == nil {
-		picker = policy.NewRoundRobin() // a leaving reuseport slot's queue
+	if picker == nil || g.sockets != nil {
+		picker = policy.NewRoundRobin() // a leaving slot's queue
 	}
 	d, err := tcp.NewDispatcher(ln, tcp.DispatcherConfig{
 		Picker:     picker,
@@ -416,4 +469,17 @@ func (m *Master) openPacket(g *group, network, address string, slot int) error {
 	}
 	g.sockets, g.addr = s, s.Addr()
 	return nil
+}
+
+// kernelMode says whether groups of policy p are dispatched by the kernel
+// here, and with which program.
+func (m *Master) kernelMode(p policy.Name) (kdispatch.Mode, bool) {
+	if m.dispatch != DispatchKernel {
+		return 0, false
+	}
+	switch p {
+	case policy.RR:
+		return kdispatch.RoundRobin, true
+	}
+	return 0, false
 }

@@ -25,10 +25,11 @@ import (
 // Master starts and supervises the workers and serves their Listen calls.
 // Build one with NewMaster and call Run.
 type Master struct {
-	cfg     Config
-	pol     policy.Name
-	log     *slog.Logger
-	restart restartPolicy
+	cfg      Config
+	pol      policy.Name
+	dispatch string // DispatchMaster or DispatchKernel
+	log      *slog.Logger
+	restart  restartPolicy
 
 	running atomic.Bool
 
@@ -76,9 +77,14 @@ func NewMaster(cfg Config) (*Master, error) {
 	if err := platformCheck(); err != nil {
 		return nil, err
 	}
+	dispatch, err := resolveDispatch(c.Dispatch, c.Logger)
+	if err != nil {
+		return nil, err
+	}
 	m := &Master{
 		cfg:       c,
 		pol:       pol,
+		dispatch:  dispatch,
 		log:       c.Logger,
 		restart:   newRestartPolicy(c),
 		workers:   make(map[int]*workerProc),
@@ -111,6 +117,10 @@ func platformCheck() error {
 
 // Policy is the policy the master serves addresses under.
 func (m *Master) Policy() policy.Name { return m.pol }
+
+// Dispatch is who chooses the worker of each connection under the
+// dispatching policies: DispatchMaster or DispatchKernel.
+func (m *Master) Dispatch() string { return m.dispatch }
 
 // NumWorkers is the configured number of worker slots.
 func (m *Master) NumWorkers() int { return m.cfg.Workers }
@@ -537,7 +547,10 @@ func (m *Master) Listeners() []ListenerInfo {
 	m.mu.Unlock()
 	out := make([]ListenerInfo, 0, len(gs))
 	for _, g := range gs {
-		li := ListenerInfo{Network: g.key.network, Addr: g.addr.String(), Policy: g.policy}
+		li := ListenerInfo{Network: g.key.network, Addr: g.addr.String(), Policy: g.policy, Dispatch: g.dispatchLabel()}
+		if g.kernel != nil {
+			li.Chosen = g.kernel.chosen()
+		}
 		if g.disp != nil {
 			s := g.disp.Stats()
 			li.Accepted, li.Taken, li.Returned = s.Accepted, s.Taken, s.Returned

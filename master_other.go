@@ -46,3 +46,6 @@ func (m *Master) Listeners() []ListenerInfo { return nil }
 
 // WaitReady returns ErrUnsupported.
 func (m *Master) WaitReady(context.Context) error { return ErrUnsupported }
+
+// Dispatch returns the empty string.
+func (m *Master) Dispatch() string { return "" }

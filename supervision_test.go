@@ -25,9 +25,9 @@ func init() {
 // TestReloadUnderLoad: a rolling reload under continuous load replaces
 // every worker and no request fails, under every policy.
 func TestReloadUnderLoad(t *testing.T) {
-	for _, p := range allPolicies {
-		t.Run(string(p), func(t *testing.T) {
-			c := startCluster(t, sockshare.Config{Workers: 2, Policy: string(p)}, "http")
+	for _, v := range variants("shared", "rr", "leastconn", "reuseport") {
+		v.run(t, func(t *testing.T) {
+			c := startCluster(t, sockshare.Config{Workers: 2, Policy: v.policy, Dispatch: v.dispatch}, "http")
 			before := c.m.Workers()
 			stop := make(chan struct{})
 			_, results := steadyLoad(c.addr, "/", 16, 0, stop)

@@ -52,11 +52,20 @@ type WorkerInfo struct {
 
 // ListenerInfo is a snapshot of one shared address, from Master.Listeners.
 // The counters are those of the master's dispatcher, so they are zero under
-// shared and reuseport, where workers accept for themselves.
+// shared, reuseport and kernel dispatch, where workers accept for
+// themselves, except for a leaving slot's queued connections, which the
+// master hands to the others.
 type ListenerInfo struct {
 	Network string
 	Addr    string
 	Policy  policy.Name
+	// Dispatch is who chooses the worker of each connection:
+	// DispatchMaster or DispatchKernel; "" for shared and reuseport.
+	Dispatch string
+	// Chosen is, under kernel dispatch, how many connections (datagrams)
+	// the kernel's program sent to each slot so far: the spread, without
+	// the master seeing a connection.
+	Chosen []uint64
 
 	Accepted     uint64 // connections the master accepted
 	Taken        uint64 // connections a worker's Accept returned

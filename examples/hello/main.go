@@ -1,12 +1,13 @@
 // Command hello is an HTTP server whose workers share one address under a
 // sockshare policy.
 //
-//	go run ./examples/hello [-workers N] [-policy P] [-addr host:port]
+//	go run ./examples/hello [-workers N] [-policy P] [-dispatch D] [-addr host:port]
 //
 // Every response carries X-Worker: <worker id> and the body
 // "hello from worker <id>". GET /work?spin_ms=M&sleep_ms=S burns M ms of
 // CPU, then sleeps S ms, then answers. Once every worker listens, the master
-// prints one line: "listening on <addr> policy=<p> workers=<n>". SIGTERM or
+// prints one line: "listening on <addr> policy=<p> workers=<n>", with
+// " dispatch=<master|kernel>" under rr and leastconn. SIGTERM or
 // SIGINT shut down gracefully (exit 0); SIGHUP replaces every worker without
 // failing a request and prints "reload: worker 1 → 3, 2 → 4" (old → new,
 // slot by slot). Bad flags, a bad address or a port in use print one line on
@@ -44,9 +45,10 @@ import (
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 type options struct {
-	workers int
-	policy  string
-	addr    string
+	workers  int
+	policy   string
+	dispatch string
+	addr     string
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -55,6 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var o options
 	fs.IntVar(&o.workers, "workers", runtime.NumCPU(), "number of worker processes")
 	fs.StringVar(&o.policy, "policy", "", "sharing policy: shared, rr, leastconn, reuseport (default $SOCKSHARE_POLICY, else rr)")
+	fs.StringVar(&o.dispatch, "dispatch", "", "who picks the worker under rr and leastconn: auto, master, kernel (default $SOCKSHARE_DISPATCH, else auto)")
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -98,9 +101,10 @@ func master(o options, stdout, stderr io.Writer) int {
 	defer cancel()
 
 	m, err := sockshare.NewMaster(sockshare.Config{
-		Workers: o.workers,
-		Policy:  string(pol),
-		Logger:  slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Workers:  o.workers,
+		Policy:   string(pol),
+		Dispatch: o.dispatch,
+		Logger:   slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		return fail(err)
@@ -119,7 +123,11 @@ func master(o options, stdout, stderr io.Writer) int {
 		return fail(lerr)
 	case err == nil:
 		li := m.Listeners()[0]
-		fmt.Fprintf(stdout, "listening on %s policy=%s workers=%d\n", li.Addr, li.Policy, o.workers)
+		line := fmt.Sprintf("listening on %s policy=%s workers=%d", li.Addr, li.Policy, o.workers)
+		if li.Dispatch != "" {
+			line += " dispatch=" + li.Dispatch
+		}
+		fmt.Fprintln(stdout, line)
 	}
 	if err := <-ran; err != nil {
 		fmt.Fprintf(stderr, "hello: %v\n", err)

@@ -96,7 +96,7 @@ func startHello(t *testing.T, args ...string) *helloProc {
 	select {
 	case line := <-lines:
 		f := strings.Fields(line)
-		if len(f) != 5 || f[0] != "listening" || f[1] != "on" {
+		if len(f) < 5 || f[0] != "listening" || f[1] != "on" {
 			t.Fatalf("ready line %q", line)
 		}
 		h.addr = f[2]
