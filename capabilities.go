@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/sockshare/sockshare/internal/kdispatch"
 	"github.com/sockshare/sockshare/passfd"
 	"github.com/sockshare/sockshare/policy"
 	"github.com/sockshare/sockshare/reuse"
@@ -34,6 +35,11 @@ type Platform struct {
 	// reuseport socket moves its queued connections to the others
 	// instead of resetting them. Read afresh on every call.
 	MigrateReq bool
+	// KernelDispatch: a BPF program can choose the worker of each
+	// connection (Config.Dispatch "kernel"; Linux, root or CAP_BPF and
+	// CAP_NET_ADMIN). KernelDispatchErr says why not.
+	KernelDispatch    bool
+	KernelDispatchErr error
 	// Note describes the degraded behaviours in a sentence or two, ""
 	// when nothing is degraded.
 	Note string
@@ -58,6 +64,8 @@ func Capabilities() Platform {
 		MigrateReq:         rc.MigrateReq,
 		Note:               rc.Note,
 	}
+	p.KernelDispatchErr = kdispatch.Probe()
+	p.KernelDispatch = p.KernelDispatchErr == nil
 	if fdPassingErr != nil {
 		note := fmt.Sprintf("%s: no descriptor passing (%v): no master can run here, every process serves alone", runtime.GOOS, fdPassingErr)
 		if p.Note != "" {

@@ -1261,6 +1261,17 @@ func TestCapabilitiesLinux(t *testing.T) {
 			t.Errorf("Degraded(%s) = %q on Linux", n, w)
 		}
 	}
+	// Kernel dispatch: whatever the probe says, and NewMaster agrees.
+	_, err := sockshare.NewMaster(sockshare.Config{Workers: 1, Dispatch: sockshare.DispatchKernel})
+	if p.KernelDispatch != (err == nil) || (err != nil && !errors.Is(err, errors.ErrUnsupported)) {
+		t.Errorf("KernelDispatch = %v (%v), but NewMaster with Dispatch kernel: %v", p.KernelDispatch, p.KernelDispatchErr, err)
+	}
+	if os.Geteuid() == 0 && !p.KernelDispatch {
+		t.Logf("kernel dispatch unavailable as root: %v", p.KernelDispatchErr)
+	}
+	if _, err := sockshare.NewMaster(sockshare.Config{Workers: 1, Dispatch: "userspace"}); !errors.Is(err, sockshare.ErrBadConfig) || !strings.Contains(err.Error(), `unknown dispatch "userspace"`) {
+		t.Errorf("NewMaster with Dispatch userspace: %v; want ErrBadConfig naming it", err)
+	}
 }
 
 // TestDegraded: the warnings for platforms without fd passing or without

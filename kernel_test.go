@@ -3,8 +3,16 @@
 package sockshare_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/sockshare/sockshare"
 )
@@ -42,4 +50,50 @@ func TestKernelRoundRobin(t *testing.T) {
 		}
 		t.Logf("per worker %v, chosen per slot %v", per, l.Chosen)
 	})
+}
+
+func init() {
+	roles["dispatch-check"] = dispatchCheckRole
+}
+
+// dispatchCheckRole prints what NewMaster says to Dispatch kernel and
+// auto in a process that may not load BPF programs.
+func dispatchCheckRole() int {
+	_, errK := sockshare.NewMaster(sockshare.Config{Workers: 1, Dispatch: sockshare.DispatchKernel})
+	m, errA := sockshare.NewMaster(sockshare.Config{Workers: 1, Dispatch: sockshare.DispatchAuto,
+		Logger: slog.New(slog.NewTextHandler(os.Stdout, nil))})
+	d := ""
+	if m != nil {
+		d = m.Dispatch()
+	}
+	fmt.Printf("kernel: %v (unsupported=%v)\nauto: %v %s\n", errK, errors.Is(errK, errors.ErrUnsupported), errA, d)
+	return 0
+}
+
+// TestKernelDispatchWithoutPrivilege: without CAP_BPF and CAP_NET_ADMIN
+// (the test binary run as nobody), Dispatch kernel is an error matching
+// errors.ErrUnsupported that names the reason, and auto falls back to the
+// master with one log line.
+func TestKernelDispatchWithoutPrivilege(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to drop to nobody")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("no setpriv here")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", os.Args[0])
+	cmd.Env = append(os.Environ(), roleEnv+"=dispatch-check")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	s := string(out)
+	if !strings.Contains(s, "(unsupported=true)") || !strings.Contains(s, "permission") || !strings.Contains(s, "auto: <nil> master") ||
+		strings.Count(s, "kernel dispatch unavailable") != 1 {
+		t.Fatalf("output:\n%s\nwant kernel refused naming the missing permission, and auto on the master with one log line", s)
+	}
+	t.Logf("%s", s)
 }

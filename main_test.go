@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "unknown test role %q\n", role)
 			os.Exit(3)
 		}
-		if !sockshare.IsWorker() && role != "master" && role != "grandchild" && role != "marker-check" {
+		if !sockshare.IsWorker() && role != "master" && role != "grandchild" && role != "marker-check" && role != "dispatch-check" {
 			fmt.Fprintf(os.Stderr, "role %q run outside a master\n", role)
 			os.Exit(3)
 		}
