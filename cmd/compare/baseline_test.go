@@ -35,7 +35,23 @@ func TestParseNewFlags(t *testing.T) {
 	if want := "single/false plain/false rr/false plain/true rr/true"; strings.Join(got, " ") != want {
 		t.Errorf("variants %q, want %q", strings.Join(got, " "), want)
 	}
+	// -dispatch is an axis for the dispatching policies only.
+	o, err = parseFlags([]string{"-policies", "single,rr,reuseport,leastconn", "-dispatch", "master,KERNEL,master"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = got[:0]
+	for _, v := range o.variants() {
+		got = append(got, string(v.Policy)+"/"+v.Dispatch)
+	}
+	if want := "single/ rr/master reuseport/ leastconn/master rr/kernel leastconn/kernel"; strings.Join(got, " ") != want {
+		t.Errorf("variants %q, want %q", strings.Join(got, " "), want)
+	}
+	if o, err = parseFlags(nil); err != nil || !slices.Equal(o.dispatches, []string{""}) {
+		t.Errorf("no -dispatch: %v, %q; want the library's default", err, o.dispatches)
+	}
 	for _, args := range [][]string{
+		{"-dispatch", "bpf"},
 		{"-pin", "sometimes"},
 		{"-sources", "-1"},
 		{"-sources", "100000"},

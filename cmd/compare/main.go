@@ -3,7 +3,8 @@
 //
 //	go run ./cmd/compare [-workers N] [-policies shared,rr,leastconn,reuseport,single,plain]
 //	    [-workload short,keepalive,slow,churn] [-c 64] [-duration 5s] [-reps 3]
-//	    [-rate R] [-gomaxprocs N[,N...]] [-pin off,on] [-sources N] [-udp-steering]
+//	    [-rate R] [-gomaxprocs N[,N...]] [-dispatch master,kernel] [-pin off,on]
+//	    [-sources N] [-udp-steering]
 //	    [-seed N] [-timeout 5s] [-json] [-chart FILE.svg|FILE.png]
 //
 // For every repetition, workload and policy (policies interleaved: ABCD
@@ -57,6 +58,14 @@
 // (NumCPU); plain, -workers standalone processes that each bind their
 // own SO_REUSEPORT socket, with the GOMAXPROCS the library would give
 // its workers, and no master: the process model without the library.
+//
+// -dispatch sets Config.Dispatch (master, kernel or auto) for the
+// policies that dispatch (rr, leastconn, sticky); a list compares them
+// like policies, each in every repetition, while shared, reuseport and
+// the baselines run once. The report names the dispatch that served
+// (Master.Listeners), and under kernel dispatch the kernel program's
+// per-slot counts (ListenerInfo.Chosen) stand where the master's handed
+// counts stand under master dispatch.
 //
 // -pin pins worker slot i (and plain's process i) to CPU i % NumCPU, all
 // its threads, at start; "off,on" compares both like policies.
@@ -139,6 +148,7 @@ type options struct {
 	masterProcs int
 	pins        []bool
 	sources     int
+	dispatches  []string // -dispatch values; [""] when not given (the library's default)
 }
 
 // variants lists, in run order, every configuration one repetition of
@@ -148,14 +158,22 @@ func (o *options) variants() []variant {
 	var vs []variant
 	for gi, gmp := range o.gomaxprocs {
 		for pi, pin := range o.pins {
-			for _, pol := range o.policies {
-				if pol == polSingle {
-					if gi == 0 && pi == 0 {
-						vs = append(vs, variant{Policy: pol})
+			for di, disp := range o.dispatches {
+				for _, pol := range o.policies {
+					switch {
+					case pol == polSingle:
+						if gi == 0 && pi == 0 && di == 0 {
+							vs = append(vs, variant{Policy: pol})
+						}
+					case !pol.Dispatches():
+						// shared, reuseport, plain: no dispatch to choose
+						if di == 0 {
+							vs = append(vs, variant{Policy: pol, GMP: gmp, Pin: pin})
+						}
+					default:
+						vs = append(vs, variant{Policy: pol, Dispatch: disp, GMP: gmp, Pin: pin})
 					}
-					continue
 				}
-				vs = append(vs, variant{Policy: pol, GMP: gmp, Pin: pin})
 			}
 		}
 	}
@@ -185,6 +203,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.masterProcs, "master-gomaxprocs", 0, "GOMAXPROCS of this process, which hosts the masters (0: Go default); the load generator keeps its own")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process, which hosts the masters (the load generator is another process), to FILE")
 	pin := fs.String("pin", "off", "pin worker slot i to CPU i % NumCPU: off, on, or off,on to compare")
+	disp := fs.String("dispatch", "", "who chooses the worker under rr, leastconn and sticky: master, kernel, auto; a list compares them (default: the library's, SOCKSHARE_DISPATCH then auto)")
 	fs.IntVar(&o.sources, "sources", 0, "client source addresses: each connection binds 127.0.X.Y, the next of N round robin (0: the kernel's choice)")
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
@@ -245,6 +264,20 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if len(o.pins) == 0 {
 		return nil, errors.New("-pin: no value given")
+	}
+	for _, s := range splitList(*disp) {
+		s = strings.ToLower(s)
+		switch s {
+		case sockshare.DispatchMaster, sockshare.DispatchKernel, sockshare.DispatchAuto:
+		default:
+			return nil, fmt.Errorf("-dispatch: unknown dispatch %q (valid: master, kernel, auto)", s)
+		}
+		if !slices.Contains(o.dispatches, s) {
+			o.dispatches = append(o.dispatches, s)
+		}
+	}
+	if len(o.dispatches) == 0 {
+		o.dispatches = []string{""}
 	}
 	if o.sources < 0 || o.sources > maxSources {
 		return nil, fmt.Errorf("-sources must be between 0 and %d, got %d", maxSources, o.sources)
@@ -307,7 +340,8 @@ func joinNames(ns []policy.Name) string {
 
 const usage = `usage: compare [-workers N] [-policies shared,rr,leastconn,reuseport,single,plain]
                [-workload short,keepalive,slow,churn] [-c 64] [-duration 5s] [-reps 3] [-rate R]
-               [-gomaxprocs N[,N...]] [-pin off,on] [-sources N] [-seed N] [-timeout 5s]
+               [-gomaxprocs N[,N...]] [-dispatch master,kernel] [-pin off,on] [-sources N]
+               [-seed N] [-timeout 5s]
                [-udp-steering] [-json] [-chart FILE.svg|FILE.png]
 `
 

@@ -154,7 +154,7 @@ func TestSmoke(t *testing.T) {
 		}
 		// policy.Parse's own message, which lists the valid names.
 		out, _ := exec.Command(bin, "-policies", "random").CombinedOutput()
-		if want := `unknown policy "random" (valid: shared, rr, leastconn, reuseport)`; !strings.Contains(string(out), want) {
+		if want := `unknown policy "random" (valid: shared, rr, leastconn, reuseport`; !strings.Contains(string(out), want) {
 			t.Errorf("unknown policy: %q, want it to contain %q", out, want)
 		}
 	})

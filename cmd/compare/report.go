@@ -58,10 +58,11 @@ type result struct {
 	Policy       string `json:"policy"`
 	Effective    string `json:"effective_policy"` // differs when the policy does not apply (rr on udp: shared)
 	Workload     string `json:"workload"`
-	Dispatch     string `json:"dispatch,omitempty"` // the -dispatch setting
-	GOMAXPROCS   int    `json:"gomaxprocs"`         // the -gomaxprocs setting
-	Pin          bool   `json:"pin"`                // workers pinned to a CPU each
-	WorkerProcs  []int  `json:"worker_gomaxprocs"`  // what the workers reported
+	Dispatch     string `json:"dispatch,omitempty"`        // the -dispatch setting
+	Served       string `json:"dispatch_served,omitempty"` // who chose the workers: master, kernel ("" for shared, reuseport)
+	GOMAXPROCS   int    `json:"gomaxprocs"`                // the -gomaxprocs setting
+	Pin          bool   `json:"pin"`                       // workers pinned to a CPU each
+	WorkerProcs  []int  `json:"worker_gomaxprocs"`         // what the workers reported
 	showGMP      bool   // several settings compared: name it in labels
 	showPin      bool
 	Workers      int              `json:"workers"`
@@ -99,7 +100,8 @@ type workerJSON struct {
 	Requests    int64   `json:"requests"`
 	Connections int64   `json:"connections"`
 	CPU         num     `json:"cpu_s"`
-	Handed      *uint64 `json:"handed,omitempty"` // rr, leastconn: the master's own count
+	Handed      *uint64 `json:"handed,omitempty"` // master dispatch: the master's own count
+	Chosen      *uint64 `json:"chosen,omitempty"` // kernel dispatch: the kernel program's count for the slot
 }
 
 // expectJSON is the binomial expectation for n connections spread
@@ -229,7 +231,7 @@ func summarize(rs []*runResult) result {
 	counts := r.requestCounts()
 	res := result{
 		Policy: string(r.Policy), Effective: string(r.Effective), Workload: r.Workload,
-		Dispatch: r.Dispatch, GOMAXPROCS: r.GMP, Pin: r.Pin, WorkerProcs: r.MaxProcs, Workers: len(r.Workers), Rep: r.Rep,
+		Dispatch: r.Dispatch, Served: r.Served, GOMAXPROCS: r.GMP, Pin: r.Pin, WorkerProcs: r.MaxProcs, Workers: len(r.Workers), Rep: r.Rep,
 		Requests: r.Load.Requests, Errors: r.errors(), ErrorsByKind: r.Load.Errors,
 		Unsent: r.Load.Unsent, Connections: r.connections(),
 		ElapsedS: num(r.Load.Elapsed.Seconds()), RPS: num(r.rps()),
@@ -242,8 +244,8 @@ func summarize(rs []*runResult) result {
 	}
 	var wcpu time.Duration
 	for _, w := range r.Workers {
-		wj := workerJSON{ID: w.ID, Slot: w.Slot, PID: w.PID, Requests: w.Requests, Connections: w.Connections, CPU: num(w.CPU.Seconds())}
-		if r.Effective.Dispatches() {
+		wj := workerJSON{ID: w.ID, Slot: w.Slot, PID: w.PID, Requests: w.Requests, Connections: w.Connections, CPU: num(w.CPU.Seconds()), Chosen: w.Chosen}
+		if r.Effective.Dispatches() && r.Served != "kernel" {
 			h := w.Handed
 			wj.Handed = &h
 		}
@@ -403,6 +405,17 @@ func writeComparisons(w io.Writer, rep *report) {
 			}
 			if len(parts) > 0 {
 				lines = append(lines, fmt.Sprintf("%s %s: req/s %s", wl, r.label(), strings.Join(parts, ", ")))
+			}
+			if r.Dispatch != "" && r.Served == "kernel" {
+				for i := range rep.Results {
+					m := &rep.Results[i]
+					if m.Workload == wl && m.Policy == r.Policy && m.Served == "master" && m.GOMAXPROCS == r.GOMAXPROCS && m.Pin == r.Pin && m.AcrossReps.RPS.Median > 0 {
+						lines = append(lines, fmt.Sprintf("%s %s vs %s: req/s %.2f%s, master µs/req %s vs %s, p99 %s vs %s ms",
+							wl, r.label(), m.label(), float64(r.AcrossReps.RPS.Median/m.AcrossReps.RPS.Median), paired(r, *m),
+							perReq(float64(r.CPU.Master)*1e6, r.Requests), perReq(float64(m.CPU.Master)*1e6, m.Requests),
+							fmtMs(r.AcrossReps.P99.Median), fmtMs(m.AcrossReps.P99.Median)))
+					}
+				}
 			}
 			if r.Policy == string(policy.LeastConn) {
 				if rr := findBase(rep, r, string(policy.RR)); rr != nil && rr.Dispatch == r.Dispatch {
@@ -633,6 +646,9 @@ func writeBars(w io.Writer, rep *report) {
 			if pw.Handed != nil {
 				extra = fmt.Sprintf("  handed %d", *pw.Handed)
 			}
+			if pw.Chosen != nil {
+				extra = fmt.Sprintf("  chosen %d", *pw.Chosen)
+			}
 			fmt.Fprintf(w, "  worker %-3d slot %-2d %-*s %10s %5.1f%%  conns %-7d cpu %.2fs%s\n",
 				pw.ID, pw.Slot, width, bar(pw.Requests, top, width), thousands(float64(pw.Requests)), share,
 				pw.Connections, float64(pw.CPU), extra)
@@ -752,8 +768,13 @@ func (r *result) label() string {
 	if r.Effective != "" && r.Effective != r.Policy {
 		s += "→" + r.Effective
 	}
-	if r.Dispatch != "" {
+	switch {
+	case r.Dispatch != "" && r.Served != "" && r.Served != r.Dispatch:
+		s += "/" + r.Dispatch + "→" + r.Served // auto's choice, or a mode the policy does not have
+	case r.Dispatch != "":
 		s += "/" + r.Dispatch
+	case r.Served != "":
+		s += "/" + r.Served
 	}
 	if r.showGMP {
 		s += " gmp=" + gmpName(r.GOMAXPROCS)

@@ -24,6 +24,7 @@ type runResult struct {
 	Policy    policy.Name
 	Effective policy.Name // the policy that served the address: differs on a fallback (rr on udp)
 	Dispatch  string      // the -dispatch setting ("" when not set)
+	Served    string      // the dispatch that served (ListenerInfo.Dispatch): master, kernel, or "" (shared, reuseport)
 	Workload  string
 	GMP       int  // the -gomaxprocs setting of this run
 	Pin       bool // workers pinned to a CPU each
@@ -71,7 +72,8 @@ type workerRun struct {
 	Requests      int64
 	Connections   int64
 	CPU           time.Duration // utime+stime during the load, from /proc/<pid>/stat
-	Handed        uint64        // rr, leastconn: connections the master handed (WorkerInfo.Accepted)
+	Handed        uint64        // master dispatch: connections the master handed (WorkerInfo.Accepted)
+	Chosen        *uint64       // kernel dispatch: connections the kernel's program sent to this slot (ListenerInfo.Chosen)
 }
 
 func (r *runResult) rps() float64 {
@@ -192,6 +194,7 @@ func runOne(ctx context.Context, o *options, v variant, workload string, rep int
 	m, err := sockshare.NewMaster(sockshare.Config{
 		Workers:          o.workers,
 		Policy:           string(pol),
+		Dispatch:         v.Dispatch,
 		Program:          exe,
 		Args:             []string{},
 		Env:              env,
@@ -283,6 +286,12 @@ func runOne(ctx context.Context, o *options, v variant, workload string, rep int
 
 	// Read the workers' CPU before the master stops them.
 	infos = m.Workers()
+	var chosen []uint64
+	for _, li := range m.Listeners() {
+		if li.Addr == addr {
+			res.Served, chosen = li.Dispatch, li.Chosen
+		}
+	}
 	after := workerCPU(infos)
 	for _, wi := range infos {
 		if b, ok := schedBefore[wi.PID]; ok {
@@ -319,6 +328,10 @@ func runOne(ctx context.Context, o *options, v variant, workload string, rep int
 			w.CPU = a - before[w.PID]
 		}
 		w.Handed = handed[id]
+		if w.Slot >= 0 && w.Slot < len(chosen) {
+			c := chosen[w.Slot]
+			w.Chosen = &c
+		}
 		res.Workers = append(res.Workers, w)
 	}
 	slices.SortFunc(res.Workers, func(a, b workerRun) int {
