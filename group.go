@@ -224,7 +224,9 @@ func (m *Master) groupFor(w *workerProc, req *ipc.Msg) (g *group, opened bool, f
 	switch {
 	case isStreamNet(req.Network):
 	case isPacketNet(req.Network):
-		pol, fellBack = pol.ForPacket()
+		if _, kernel := m.kernelMode(pol); !kernel || pol != policy.Sticky {
+			pol, fellBack = pol.ForPacket()
+		}
 	default:
 		return nil, false, nil, pol, fmt.Errorf("%w %q (want tcp, tcp4, tcp6, udp, udp4 or udp6)", ErrNetwork, req.Network)
 	}
@@ -258,7 +260,7 @@ func (m *Master) groupFor(w *workerProc, req *ipc.Msg) (g *group, opened bool, f
 	m.joinLocked(w, g)
 	if fellBack {
 		// Said once per address, not once per worker.
-		m.log.Warn("sockshare: policy does not apply to datagram sockets; using shared", "policy", asked, "network", req.Network, "addr", g.addr.String())
+		m.log.Warn("sockshare: policy does not apply to datagram sockets here; using "+string(pol), "policy", asked, "network", req.Network, "addr", g.addr.String())
 		fallback = &Event{Type: EventFallback, WorkerID: w.id, Slot: w.slot, PID: w.pid, Network: req.Network, Addr: g.addr.String(), Policy: pol,
 			Err: fmt.Errorf("policy %q does not apply to %s; using %q", asked, req.Network, pol)}
 	}
@@ -455,6 +457,14 @@ func (m *Master) openPacket(g *group, network, address string, slot int) error {
 		return err
 	}
 	ctx := context.Background()
+	if mode, kernel := m.kernelMode(g.policy); kernel {
+		k, err := openKernelGroup(network, address, m.cfg.Workers, mode)
+		if err != nil {
+			return err
+		}
+		g.kernel, g.sockets, g.addr = k, k, k.Addr()
+		return nil
+	}
 	if g.policy == policy.ReusePort {
 		rp, err := udp.OpenReusePortSlot(ctx, network, address, slot, m.cfg.UDPSteering)
 		if err != nil {
@@ -480,6 +490,8 @@ func (m *Master) kernelMode(p policy.Name) (kdispatch.Mode, bool) {
 	switch p {
 	case policy.RR:
 		return kdispatch.RoundRobin, true
+	case policy.Sticky:
+		return kdispatch.Sticky, true
 	}
 	return 0, false
 }

@@ -772,7 +772,7 @@ func socketInodesOf(t *testing.T, pid int) []string {
 // ---------------------------------------------------------------------
 // Bad input
 
-const validPolicies = "(valid: shared, rr, leastconn, reuseport)"
+const validPolicies = "(valid: shared, rr, leastconn, reuseport, sticky)"
 
 // TestBadConfigErrors: every configuration NewMaster refuses, with the
 // exact text and the sentinels; Workers 0 is NumCPU by design; a program

@@ -204,8 +204,15 @@ type result struct {
 
 // get makes one request on a new connection (Connection: close) with a raw
 // HTTP/1.1 client, so every error is the socket's own.
-func get(addr, path string) result {
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+func get(addr, path string) result { return getFrom(nil, addr, path) }
+
+// getFrom is get from the source address src (nil: any).
+func getFrom(src net.IP, addr, path string) result {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if src != nil {
+		d.LocalAddr = &net.TCPAddr{IP: src}
+	}
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		return result{err: err}
 	}

@@ -854,7 +854,7 @@ func TestSIGTERMDrains(t *testing.T) {
 
 func TestBadConfig(t *testing.T) {
 	_, err := sockshare.NewMaster(sockshare.Config{Policy: "x"})
-	if !errors.Is(err, policy.ErrUnknownPolicy) || !strings.Contains(err.Error(), `unknown policy "x" (valid: shared, rr, leastconn, reuseport)`) {
+	if !errors.Is(err, policy.ErrUnknownPolicy) || !strings.Contains(err.Error(), `unknown policy "x" (valid: shared, rr, leastconn, reuseport, sticky)`) {
 		t.Errorf("unknown policy: %v", err)
 	}
 	for _, n := range []int{-1, sockshare.MaxWorkers + 1} {
@@ -879,7 +879,7 @@ func TestStandaloneListenIsPlain(t *testing.T) {
 	// A policy typo is refused standalone too, with the worker's text.
 	lc := sockshare.ListenConfig{Policy: "rrr"}
 	_, err = lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	const want = `listen tcp 127.0.0.1:0: policy "rrr": unknown policy "rrr" (valid: shared, rr, leastconn, reuseport)`
+	const want = `listen tcp 127.0.0.1:0: policy "rrr": unknown policy "rrr" (valid: shared, rr, leastconn, reuseport, sticky)`
 	if !errors.Is(err, policy.ErrUnknownPolicy) || err.Error() != want {
 		t.Fatalf("standalone ListenConfig{Policy: rrr}: %v; want %s", err, want)
 	}

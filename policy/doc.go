@@ -15,8 +15,16 @@
 //     with the fewest open connections (workers report closes, batched).
 //   - reuseport: one SO_REUSEPORT socket per worker slot; the kernel hashes
 //     each connection's 4-tuple to a socket. Statistically fair.
+//   - sticky: every connection from one client IP address goes to the same
+//     slot while that slot has a worker, through a consistent (Maglev)
+//     lookup table, so that when a slot goes away only its clients move.
+//     Datagrams: sticky under kernel dispatch, else reuseport's hash.
+//
+// Under kernel dispatch a BPF program applies rr and sticky at SYN time
+// with the same rules (the Maglev table and HashIP are shared with it).
 //
 // The package knows nothing about sockets or processes. A new dispatching
-// policy is one file defining a Picker plus one line in the registry in
+// policy is one file defining a Picker (a ClientPicker if it needs the
+// client's address, as sticky does) plus one line in the registry in
 // policy.go.
 package policy

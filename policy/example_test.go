@@ -13,5 +13,5 @@ func ExampleParse() {
 	fmt.Println(err)
 	// Output:
 	// rr <nil>
-	// unknown policy "random" (valid: shared, rr, leastconn, reuseport)
+	// unknown policy "random" (valid: shared, rr, leastconn, reuseport, sticky)
 }

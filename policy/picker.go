@@ -1,5 +1,7 @@
 package policy
 
+import "net/netip"
+
 // Candidate is what a Picker knows about one worker when it chooses where
 // the next connection goes.
 type Candidate struct {
@@ -28,4 +30,14 @@ type Picker interface {
 	// TracksActive reports whether the picker reads Candidate.Active, so
 	// that workers must report every close.
 	TracksActive() bool
+}
+
+// ClientPicker is a Picker that chooses by the client's address (sticky).
+// A dispatcher that knows the address of the connection it places calls
+// PickClient; Pick is for when it does not.
+type ClientPicker interface {
+	Picker
+	// PickClient is Pick for a connection from client. It may return -1
+	// while the client's worker has no credit, to keep the client on it.
+	PickClient(client netip.Addr, cands []Candidate) int
 }

@@ -17,6 +17,7 @@ const (
 	RR        Name = "rr"
 	LeastConn Name = "leastconn"
 	ReusePort Name = "reuseport"
+	Sticky    Name = "sticky"
 )
 
 // Default is the policy used when neither the configuration nor the
@@ -59,6 +60,7 @@ var registry = map[Name]info{
 	RR:        {name: RR, aliases: []string{"round-robin"}, dispatch: NewRoundRobin, order: 1},
 	LeastConn: {name: LeastConn, dispatch: NewLeastConn, order: 2},
 	ReusePort: {name: ReusePort, order: 3},
+	Sticky:    {name: Sticky, dispatch: NewSticky, order: 4},
 }
 
 func validNames() []string {
@@ -141,10 +143,16 @@ func (n Name) NewPicker() Picker {
 }
 
 // ForPacket returns the policy used for a datagram socket when n is asked
-// for. Datagram sockets have no accept, so a dispatching policy falls back
-// to Shared, as Node.js does; fellBack says that it did.
+// for and the master would have to dispatch. Datagram sockets have no
+// accept, so a dispatching policy falls back to Shared, as Node.js does,
+// except Sticky, which falls back to ReusePort (the kernel's hash of the
+// 4-tuple keeps a flow on one socket); fellBack says that it did. Under
+// kernel dispatch sticky applies to datagrams as it is.
 func (n Name) ForPacket() (p Name, fellBack bool) {
-	if n.Dispatches() {
+	switch {
+	case n == Sticky:
+		return ReusePort, true
+	case n.Dispatches():
 		return Shared, true
 	}
 	return n, false

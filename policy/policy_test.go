@@ -22,7 +22,7 @@ func TestParse(t *testing.T) {
 
 func TestParseUnknownNamesValidChoices(t *testing.T) {
 	_, err := Parse("x")
-	const want = `unknown policy "x" (valid: shared, rr, leastconn, reuseport)`
+	const want = `unknown policy "x" (valid: shared, rr, leastconn, reuseport, sticky)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("Parse(x) error = %v; want %s", err, want)
 	}
@@ -47,7 +47,7 @@ func TestResolve(t *testing.T) {
 		t.Fatalf("explicit name must win over env: got %q, %v", n, err)
 	}
 	t.Setenv(EnvVar, "bogus")
-	if _, err := Resolve(""); !errors.Is(err, ErrUnknownPolicy) || err.Error() != `SOCKSHARE_POLICY: unknown policy "bogus" (valid: shared, rr, leastconn, reuseport)` {
+	if _, err := Resolve(""); !errors.Is(err, ErrUnknownPolicy) || err.Error() != `SOCKSHARE_POLICY: unknown policy "bogus" (valid: shared, rr, leastconn, reuseport, sticky)` {
 		t.Fatalf("bad env value error = %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"syscall"
@@ -105,14 +106,16 @@ type Dispatcher struct {
 	log   *slog.Logger
 	track bool
 
-	mu      sync.Mutex
-	members []*Member
-	pending []handoff // FIFO; returned connections go to the front
-	nextID  uint64
-	cands   []policy.Candidate // scratch for pickLocked, with candMem
-	candMem []*Member
-	stats   Stats
-	closed  bool
+	mu           sync.Mutex
+	members      []*Member
+	pending      []handoff // FIFO; returned connections go to the front
+	nextID       uint64
+	clientPicker policy.ClientPicker   // the picker, when it chooses by client address
+	clients      map[uint64]netip.Addr // client of each connection not yet taken, for clientPicker
+	cands        []policy.Candidate    // scratch for pickLocked, with candMem
+	candMem      []*Member
+	stats        Stats
+	closed       bool
 
 	room    chan struct{} // signalled when pending drops below the bound
 	changed chan struct{} // signalled after every acknowledgement or removal
@@ -162,6 +165,9 @@ func NewDispatcher(ln *net.TCPListener, cfg DispatcherConfig) (*Dispatcher, erro
 		changed: make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
+	}
+	if cp, ok := cfg.Picker.(policy.ClientPicker); ok {
+		d.clientPicker, d.clients = cp, map[uint64]netip.Addr{}
 	}
 	if ln == nil {
 		close(d.done)
@@ -286,6 +292,7 @@ func (d *Dispatcher) Ack(m *Member, taken, returned, closed []uint64) (unknown i
 			continue
 		}
 		delete(m.inflight, id)
+		delete(d.clients, id)
 		toClose = append(toClose, fd)
 		m.taken++
 		d.stats.Taken++
@@ -367,6 +374,7 @@ func (d *Dispatcher) Close() error {
 		return nil
 	}
 	d.closed = true
+	clear(d.clients)
 	var fds []int
 	for _, h := range d.pending {
 		fds = append(fds, h.fd)
@@ -405,11 +413,11 @@ func (d *Dispatcher) pumpLocked() []send {
 	}
 	var sends []send
 	for len(d.pending) > 0 {
-		m := d.pickLocked()
+		h := d.pending[0]
+		m := d.pickLocked(h)
 		if m == nil {
 			break
 		}
-		h := d.pending[0]
 		d.pending = d.pending[1:]
 		m.inflight[h.id] = h.fd
 		m.handed++
@@ -440,7 +448,8 @@ func (d *Dispatcher) pumpLocked() []send {
 	return sends
 }
 
-func (d *Dispatcher) pickLocked() *Member {
+// pickLocked picks the worker for h, the next pending connection.
+func (d *Dispatcher) pickLocked(h handoff) *Member {
 	d.cands, d.candMem = d.cands[:0], d.candMem[:0]
 	for _, m := range d.members {
 		if m.draining || m.gone {
@@ -454,7 +463,12 @@ func (d *Dispatcher) pickLocked() *Member {
 		})
 		d.candMem = append(d.candMem, m)
 	}
-	k := d.cfg.Picker.Pick(d.cands)
+	var k int
+	if client, ok := d.clients[h.id]; ok {
+		k = d.clientPicker.PickClient(client, d.cands)
+	} else {
+		k = d.cfg.Picker.Pick(d.cands)
+	}
 	if k < 0 || k >= len(d.candMem) {
 		return nil
 	}
@@ -483,6 +497,13 @@ func (d *Dispatcher) flush(sends []send) {
 }
 
 func (d *Dispatcher) enqueue(fds []int) {
+	var clients []netip.Addr
+	if d.clientPicker != nil {
+		clients = make([]netip.Addr, len(fds))
+		for i, fd := range fds {
+			clients[i] = peerAddr(fd)
+		}
+	}
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
@@ -491,9 +512,13 @@ func (d *Dispatcher) enqueue(fds []int) {
 		}
 		return
 	}
-	for _, fd := range fds {
+	for i, fd := range fds {
 		d.nextID++
-		d.pending = append(d.pending, handoff{id: ipc.ConnID(d.cfg.ListenerID, d.nextID), fd: fd})
+		id := ipc.ConnID(d.cfg.ListenerID, d.nextID)
+		d.pending = append(d.pending, handoff{id: id, fd: fd})
+		if clients != nil && clients[i].IsValid() {
+			d.clients[id] = clients[i]
+		}
 	}
 	d.stats.Accepted += uint64(len(fds))
 	sends := d.pumpLocked()

@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-const validPolicyList = "(valid: shared, rr, leastconn, reuseport)"
+const validPolicyList = "(valid: shared, rr, leastconn, reuseport, sticky)"
 
 // buildHelloForBadInput builds the example into a fresh directory.
 func buildHelloForBadInput(t *testing.T) string {
