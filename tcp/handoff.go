@@ -32,6 +32,66 @@ type handed struct {
 	fd int
 }
 
+// inbox queues the connections handed to a worker's listener (a
+// HandoffListener, or a SocketListener after a reuseport release) until
+// its Accept takes them. Its capacity is the listener's window.
+type inbox chan handed
+
+// put queues what fits, unless the listener is closed, and closes the rest,
+// whose ids it returns for Acker.Returned. The caller holds the listener's
+// lock, so Close cannot drain the inbox between the check and the send.
+func (q inbox) put(closed bool, ids []uint64, fds []int) (queued bool, back []uint64) {
+	for i, fd := range fds {
+		if !closed {
+			select {
+			case q <- handed{ids[i], fd}:
+				queued = true
+				continue
+			default:
+			}
+		}
+		syscall.Close(fd)
+		back = append(back, ids[i])
+	}
+	return queued, back
+}
+
+// drain closes every queued connection and returns their ids, for
+// Acker.Returned.
+func (q inbox) drain() (back []uint64) {
+	for {
+		select {
+		case h := <-q:
+			syscall.Close(h.fd)
+			back = append(back, h.id)
+		default:
+			return back
+		}
+	}
+}
+
+// ackClose tells the master that a listener closed, then hands back what its
+// inbox held, in that order (see Acker.ListenerClosed).
+func ackClose(a Acker, back []uint64) {
+	a.ListenerClosed()
+	if len(back) > 0 {
+		a.Returned(back)
+	}
+}
+
+// take makes a net.Conn of a handed connection and acknowledges it: Taken,
+// or Returned when that fails (typically EMFILE on the dup), so that
+// another worker serves it while the caller's server backs off.
+func take(h handed, a Acker) (net.Conn, error) {
+	c, err := fdConn(h.fd)
+	if err != nil {
+		a.Returned([]uint64{h.id})
+		return nil, err
+	}
+	a.Taken(h.id)
+	return c, nil
+}
+
 // HandoffListener is the worker side of rr and leastconn: a net.Listener
 // whose connections are handed to it by the master.
 //
@@ -48,7 +108,7 @@ type HandoffListener struct {
 	deadline time.Time
 	timer    *time.Timer   // fires at deadline
 	expired  chan struct{} // closed when deadline passes; replaced by SetDeadline
-	ch       chan handed
+	inbox    inbox
 	done     chan struct{}
 
 	exposed exposedConns // leastconn connections unwrapped by the program
@@ -65,7 +125,7 @@ func NewHandoffListener(addr net.Addr, window int, trackClose bool, a Acker) *Ha
 		addr:    addr,
 		acker:   a,
 		track:   trackClose,
-		ch:      make(chan handed, window),
+		inbox:   make(inbox, window),
 		done:    make(chan struct{}),
 		expired: make(chan struct{}),
 	}
@@ -134,19 +194,8 @@ var errNoSocket = fmt.Errorf("the master accepts under this policy; the worker h
 // ownership of fds. Connections it cannot queue (listener closed, or more
 // than the window) are closed here and handed back.
 func (l *HandoffListener) Deliver(ids []uint64, fds []int) {
-	var back []uint64
 	l.mu.Lock()
-	for i, fd := range fds {
-		if !l.closed {
-			select {
-			case l.ch <- handed{ids[i], fd}:
-				continue
-			default:
-			}
-		}
-		syscall.Close(fd)
-		back = append(back, ids[i])
-	}
+	_, back := l.inbox.put(l.closed, ids, fds)
 	l.mu.Unlock()
 	if len(back) > 0 {
 		l.acker.Returned(back)
@@ -166,15 +215,11 @@ func (l *HandoffListener) Accept() (net.Conn, error) {
 	default:
 	}
 	select {
-	case h := <-l.ch:
-		c, err := fdConn(h.fd)
+	case h := <-l.inbox:
+		c, err := take(h, l.acker)
 		if err != nil {
-			// Typically EMFILE on the dup: let another worker serve it,
-			// and tell the caller, whose server backs off.
-			l.acker.Returned([]uint64{h.id})
 			return nil, l.opErr("accept", err)
 		}
-		l.acker.Taken(h.id)
 		if l.track {
 			return newTrackedConn(c, h.id, l.acker, &l.exposed), nil
 		}
@@ -202,22 +247,9 @@ func (l *HandoffListener) Close() error {
 		l.timer.Stop()
 	}
 	close(l.done)
-	var back []uint64
-	for {
-		select {
-		case h := <-l.ch:
-			syscall.Close(h.fd)
-			back = append(back, h.id)
-			continue
-		default:
-		}
-		break
-	}
+	back := l.inbox.drain()
 	l.mu.Unlock()
-	l.acker.ListenerClosed()
-	if len(back) > 0 {
-		l.acker.Returned(back)
-	}
+	ackClose(l.acker, back)
 	return nil
 }
 

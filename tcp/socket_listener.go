@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -25,7 +24,7 @@ type SocketListener struct {
 	mu       sync.Mutex
 	closed   bool
 	deadline time.Time // the caller's, restored after a wake-up
-	inbox    chan handed
+	inbox    inbox
 }
 
 // aLongTimeAgo is a deadline in the past: it wakes a blocked Accept.
@@ -34,28 +33,15 @@ var aLongTimeAgo = time.Unix(1, 0)
 // NewSocketListener wraps ln, which it owns from now on. window bounds the
 // handed connections it queues; a is told about them and about Close.
 func NewSocketListener(ln *net.TCPListener, window int, a Acker) *SocketListener {
-	return &SocketListener{TCPListener: ln, acker: a, inbox: make(chan handed, max(window, 1))}
+	return &SocketListener{TCPListener: ln, acker: a, inbox: make(inbox, max(window, 1))}
 }
 
 // Deliver queues connections handed by the master for Accept, and wakes an
 // Accept blocked on the socket. It takes ownership of fds; what it cannot
 // queue is closed and handed back.
 func (l *SocketListener) Deliver(ids []uint64, fds []int) {
-	var back []uint64
 	l.mu.Lock()
-	queued := false
-	for i, fd := range fds {
-		if !l.closed {
-			select {
-			case l.inbox <- handed{ids[i], fd}:
-				queued = true
-				continue
-			default:
-			}
-		}
-		syscall.Close(fd)
-		back = append(back, ids[i])
-	}
+	queued, back := l.inbox.put(l.closed, ids, fds)
 	if queued {
 		// Accept restores the caller's deadline when it sees this one.
 		l.TCPListener.SetDeadline(aLongTimeAgo)
@@ -72,12 +58,10 @@ func (l *SocketListener) Accept() (net.Conn, error) {
 	for {
 		select {
 		case h := <-l.inbox:
-			c, err := fdConn(h.fd)
+			c, err := take(h, l.acker)
 			if err != nil {
-				l.acker.Returned([]uint64{h.id})
 				return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: err}
 			}
-			l.acker.Taken(h.id)
 			return c, nil
 		default:
 		}
@@ -123,22 +107,9 @@ func (l *SocketListener) Close() error {
 	}
 	l.closed = true
 	err := l.TCPListener.Close()
-	var back []uint64
-	for {
-		select {
-		case h := <-l.inbox:
-			syscall.Close(h.fd)
-			back = append(back, h.id)
-			continue
-		default:
-		}
-		break
-	}
+	back := l.inbox.drain()
 	l.mu.Unlock()
-	l.acker.ListenerClosed()
-	if len(back) > 0 {
-		l.acker.Returned(back)
-	}
+	ackClose(l.acker, back)
 	return err
 }
 
