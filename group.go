@@ -211,63 +211,84 @@ func (m *Master) attach(w *workerProc, g *group, req *ipc.Msg) error {
 // member of it, so that the group cannot close under the Listen. Bind
 // errors are returned, not remembered: a later Listen tries again.
 func (m *Master) groupFor(w *workerProc, req *ipc.Msg) (g *group, opened bool, fallback *Event, pol policy.Name, err error) {
-	pol = m.pol
-	if req.Policy != "" {
-		p, err := policy.Parse(req.Policy)
-		if err != nil {
-			return nil, false, nil, "", err
-		}
-		pol = p
-	}
-	asked := pol
-	fellBack := false
-	switch {
-	case isStreamNet(req.Network):
-	case isPacketNet(req.Network):
-		if _, kernel := m.kernelMode(pol); !kernel || pol != policy.Sticky {
-			pol, fellBack = pol.ForPacket()
-		}
-	default:
-		return nil, false, nil, pol, fmt.Errorf("%w %q (want tcp, tcp4, tcp6, udp, udp4 or udp6)", ErrNetwork, req.Network)
-	}
-	key := groupKey{network: req.Network, addr: req.Addr, nth: req.Nth}
-
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.stopping {
-		return nil, false, nil, pol, errStopping
-	}
-	if g := m.groups[key]; g != nil {
-		if g.policy != pol {
-			return nil, false, nil, pol, fmt.Errorf("%w: %s %s is served under %q, not %q", ErrPolicyConflict, req.Network, req.Addr, g.policy, pol)
-		}
-		m.joinLocked(w, g)
-		return g, false, nil, pol, nil
-	}
-	m.nextGroup++
-	g = &group{id: m.nextGroup, key: key, policy: pol, fellBack: fellBack,
-		announced: make(chan struct{}), members: map[*workerProc]bool{}, reserved: map[int]bool{}}
-	if isStreamNet(req.Network) {
-		err = m.openStream(g, req.Network, req.Addr, w.slot)
-	} else {
-		err = m.openPacket(g, req.Network, req.Addr, w.slot)
-	}
+	pol, asked, fellBack, err := m.policyFor(req.Network, req.Policy)
 	if err != nil {
 		return nil, false, nil, pol, err
 	}
-	m.groups[key] = g
-	m.groupByID[g.id] = g
+	key := groupKey{network: req.Network, addr: req.Addr, nth: req.Nth}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g, opened, err = m.openGroupLocked(key, pol, fellBack, w.slot)
+	if err != nil {
+		return nil, false, nil, pol, err
+	}
 	m.joinLocked(w, g)
-	if fellBack {
+	if opened && fellBack {
 		// Said once per address, not once per worker.
 		m.log.Warn("sockshare: policy does not apply to datagram sockets here; using "+string(pol), "policy", asked, "network", req.Network, "addr", g.addr.String())
 		fallback = &Event{Type: EventFallback, WorkerID: w.id, Slot: w.slot, PID: w.pid, Network: req.Network, Addr: g.addr.String(), Policy: pol,
 			Err: fmt.Errorf("policy %q does not apply to %s; using %q", asked, req.Network, pol)}
 	}
-	if isPacketNet(req.Network) && m.cfg.UDPSteering && pol != policy.ReusePort {
+	return g, opened, fallback, pol, nil
+}
+
+// policyFor returns the policy network is served under when asked (the
+// master's when empty) is asked for, and whether that is a fallback:
+// datagram sockets have no accept (see policy.Name.ForPacket), except that
+// the kernel applies sticky to them.
+func (m *Master) policyFor(network, asked string) (pol, requested policy.Name, fellBack bool, err error) {
+	pol = m.pol
+	if asked != "" {
+		if pol, err = policy.Parse(asked); err != nil {
+			return "", "", false, err
+		}
+	}
+	requested = pol
+	switch {
+	case isStreamNet(network):
+	case isPacketNet(network):
+		if _, kernel := m.kernelMode(pol); !kernel || pol != policy.Sticky {
+			pol, fellBack = pol.ForPacket()
+		}
+	default:
+		return pol, requested, false, fmt.Errorf("%w %q (want tcp, tcp4, tcp6, udp, udp4 or udp6)", ErrNetwork, network)
+	}
+	return pol, requested, fellBack, nil
+}
+
+// openGroupLocked returns the group of key, opening it under pol, with
+// slot's socket bound first, if there is none. It is the one way groups
+// come to be, whoever asks (a worker's Listen here; a master that opens
+// addresses before any worker asks could call it too). The group closes
+// when it has no member and no reserved slot (see settle), so a caller
+// joins it or reserves a slot before releasing m.mu. Call with m.mu held.
+func (m *Master) openGroupLocked(key groupKey, pol policy.Name, fellBack bool, slot int) (g *group, opened bool, err error) {
+	if m.stopping {
+		return nil, false, errStopping
+	}
+	if g := m.groups[key]; g != nil {
+		if g.policy != pol {
+			return nil, false, fmt.Errorf("%w: %s %s is served under %q, not %q", ErrPolicyConflict, key.network, key.addr, g.policy, pol)
+		}
+		return g, false, nil
+	}
+	m.nextGroup++
+	g = &group{id: m.nextGroup, key: key, policy: pol, fellBack: fellBack,
+		announced: make(chan struct{}), members: map[*workerProc]bool{}, reserved: map[int]bool{}}
+	if isStreamNet(key.network) {
+		err = m.openStream(g, key.network, key.addr, slot)
+	} else {
+		err = m.openPacket(g, key.network, key.addr, slot)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	m.groups[key] = g
+	m.groupByID[g.id] = g
+	if isPacketNet(key.network) && m.cfg.UDPSteering && pol != policy.ReusePort {
 		m.log.Warn("sockshare: UDP steering needs the reuseport policy; not applied", "policy", pol, "addr", g.addr.String())
 	}
-	return g, true, fallback, pol, nil
+	return g, true, nil
 }
 
 func (m *Master) joinLocked(w *workerProc, g *group) {
