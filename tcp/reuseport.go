@@ -32,13 +32,8 @@ func NewReusePortGroup(ctx context.Context, network, address string, slots int) 
 	if slots < 1 {
 		return nil, fmt.Errorf("tcp: reuseport group needs at least one slot, got %d", slots)
 	}
-	lc := reuse.ListenConfig()
-	first, err := lc.Listen(ctx, network, address)
+	g, err := OpenReusePortSlot(ctx, network, address, 0)
 	if err != nil {
-		return nil, err
-	}
-	g := &ReusePortGroup{network: network, addr: first.Addr()}
-	if err := g.held.Add(first.(*net.TCPListener)); err != nil {
 		return nil, err
 	}
 	if err := g.growTo(ctx, slots); err != nil {
@@ -70,25 +65,31 @@ func OpenReusePortSlot(ctx context.Context, network, address string, slot int) (
 func (g *ReusePortGroup) growTo(ctx context.Context, slots int) error {
 	g.grow.Lock()
 	defer g.grow.Unlock()
-	lc := reuse.ListenConfig()
-	for g.held.Len() < slots {
-		ln, err := lc.Listen(ctx, g.network, g.addr.String())
-		if err != nil {
-			return err
-		}
-		if err := g.held.Add(ln.(*net.TCPListener)); err != nil {
+	for n := g.held.Len(); n < slots; n++ {
+		if err := g.listenSlotLocked(ctx, n); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// listenSlotLocked binds one more socket to the group's address and holds
+// it in slot, which must be empty. The caller holds g.grow.
+func (g *ReusePortGroup) listenSlotLocked(ctx context.Context, slot int) error {
+	lc := reuse.ListenConfig()
+	ln, err := lc.Listen(ctx, g.network, g.addr.String())
+	if err != nil {
+		return err
+	}
+	return g.held.Put(slot, ln.(*net.TCPListener))
+}
+
 // Addr is the address every socket of the group is bound to.
 func (g *ReusePortGroup) Addr() net.Addr { return g.addr }
 
-// FD returns slot's listening descriptor, opening sockets up to slot if
-// the group is smaller, and a fresh one if the slot was released. The
-// descriptor stays owned by the group.
+// FD returns slot's listening descriptor, opening one if the slot has none
+// (beyond the end of the group, the slots between stay empty until asked
+// for) or was released. The descriptor stays owned by the group.
 func (g *ReusePortGroup) FD(slot int) (int, error) {
 	if slot < 0 {
 		return -1, fmt.Errorf("tcp: negative slot %d", slot)
@@ -100,12 +101,7 @@ func (g *ReusePortGroup) FD(slot int) (int, error) {
 		if fd, err = g.held.FD(slot); err == nil {
 			return fd, nil
 		}
-		lc := reuse.ListenConfig()
-		ln, err := lc.Listen(context.Background(), g.network, g.addr.String())
-		if err != nil {
-			return -1, err
-		}
-		if err := g.held.Put(slot, ln.(*net.TCPListener)); err != nil {
+		if err := g.listenSlotLocked(context.Background(), slot); err != nil {
 			return -1, err
 		}
 		return g.held.FD(slot)
