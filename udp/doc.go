@@ -10,4 +10,9 @@
 // worker in a slot inherits the datagrams queued on that slot's socket.
 // The master never reads its sockets and keeps them out of its netpoller:
 // otherwise every datagram that arrives would wake the master for nothing.
+//
+// Nothing here needs the root package: a program with its own process
+// model calls NewReusePortGroup (or OpenReusePortSlot) in the master, sends
+// each worker its slot's descriptor with passfd, and the worker makes a
+// *net.UDPConn of it with FilePacketConn (see ExampleNewReusePortGroup).
 package udp
