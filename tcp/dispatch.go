@@ -32,8 +32,9 @@ type Sink interface {
 type DispatcherConfig struct {
 	// Picker chooses a worker for each connection. Required.
 	Picker policy.Picker
-	// ListenerID goes into the top bits of every connection id (see
-	// ipc.ConnID), so acknowledgements can be routed without a table.
+	// ListenerID goes into the top 24 bits of every connection id the
+	// Dispatcher hands out, so a process serving several Dispatchers can
+	// route acknowledgements without a table.
 	ListenerID uint32
 	// Window is how many connections may be handed to one worker and not
 	// yet taken by its Accept. Default DefaultWindow.
