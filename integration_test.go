@@ -141,6 +141,19 @@ func TestLeastConnFollowsLoad(t *testing.T) {
 			h.conn.Close()
 		}
 	}
+	// The closes reach the master asynchronously (the worker sees EOF,
+	// closes, and its acknowledgement is batched): wait until it counts
+	// the idle worker as idle, or the picks below race with them.
+	if !pollUntil(10*time.Second, func() bool {
+		for _, w := range c.m.Workers() {
+			if strconv.Itoa(w.ID) == idle {
+				return w.Active == 0
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("worker %s still counted with active connections 10s after they closed: %+v", idle, c.m.Workers())
+	}
 	// Sequential short connections must all go to the idle worker.
 	for i := range 10 {
 		r := get(c.addr, "/")
