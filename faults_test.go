@@ -26,13 +26,14 @@ import (
 type variant struct{ name, policy, dispatch string }
 
 // variants returns pols under master dispatch (for rr and leastconn; as
-// they are for the others), then rr under kernel dispatch.
+// they are for the others), then rr and leastconn under kernel dispatch.
 func variants(pols ...string) []variant {
 	var vs []variant
 	for _, p := range pols {
 		vs = append(vs, variant{p, p, ""})
 	}
-	return append(vs, variant{"rr-kernel", "rr", sockshare.DispatchKernel})
+	return append(vs, variant{"rr-kernel", "rr", sockshare.DispatchKernel},
+		variant{"leastconn-kernel", "leastconn", sockshare.DispatchKernel})
 }
 
 // run runs f as a subtest, skipped with the reason where the kernel cannot

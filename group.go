@@ -178,6 +178,12 @@ func (m *Master) attach(w *workerProc, g *group, req *ipc.Msg) error {
 		}
 		reply.NumFDs = 1
 		fds = []int{fd}
+		if cfd := g.kernel.countsFD(); cfd >= 0 {
+			// Kernel leastconn: the worker counts its open connections
+			// where the program reads them.
+			reply.NumFDs = 2
+			fds = append(fds, cfd)
+		}
 	}
 	// Reply first, so the worker knows the listener before the first
 	// connection arrives; then make it eligible.
@@ -513,6 +519,8 @@ func (m *Master) kernelMode(p policy.Name) (kdispatch.Mode, bool) {
 		return kdispatch.RoundRobin, true
 	case policy.Sticky:
 		return kdispatch.Sticky, true
+	case policy.LeastConn:
+		return kdispatch.LeastConn, true
 	}
 	return 0, false
 }

@@ -134,6 +134,45 @@ func (k *kernelGroup) drain(slot int) ([]int, error) {
 	}
 }
 
+// countsFD returns the descriptor of the open-connection counts (kernel
+// leastconn), owned by k, or -1 for other programs and a nil k.
+func (k *kernelGroup) countsFD() int {
+	if k == nil {
+		return -1
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.kd == nil {
+		return -1
+	}
+	return k.kd.ConnCountsFD()
+}
+
+// clearCount zeroes slot's open-connection count, for a worker that died
+// with connections open (the kernel closed them; nobody decremented).
+func (k *kernelGroup) clearCount(slot int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.kd != nil && k.kd.ConnCounts() != nil {
+		k.kd.ConnCounts().Store(slot, 0)
+	}
+}
+
+// open returns each slot's open connections under leastconn, else nil.
+func (k *kernelGroup) open() []int64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.kd == nil || k.kd.ConnCounts() == nil {
+		return nil
+	}
+	c := k.kd.ConnCounts()
+	out := make([]int64, c.Len())
+	for i := range out {
+		out[i] = c.Load(i)
+	}
+	return out
+}
+
 // chosen returns the connections (datagrams) the program sent to each
 // slot so far.
 func (k *kernelGroup) chosen() []uint64 {

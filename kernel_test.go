@@ -3,13 +3,17 @@
 package sockshare_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -96,4 +100,61 @@ func TestKernelDispatchWithoutPrivilege(t *testing.T) {
 		t.Fatalf("output:\n%s\nwant kernel refused naming the missing permission, and auto on the master with one log line", s)
 	}
 	t.Logf("%s", s)
+}
+
+// TestKernelLeastConn: under kernel leastconn each worker counts its open
+// connections where the program reads them; with one worker holding five
+// long-lived connections, every new connection goes to the other.
+func TestKernelLeastConn(t *testing.T) {
+	v := variant{"leastconn-kernel", "leastconn", sockshare.DispatchKernel}
+	v.run(t, func(t *testing.T) {
+		c := startCluster(t, sockshare.Config{Workers: 2, Policy: "leastconn", Dispatch: v.dispatch}, "http")
+		if l := c.m.Listeners()[0]; l.Dispatch != sockshare.DispatchKernel || len(l.Open) != 2 {
+			t.Fatalf("Listeners()[0] = %+v; want kernel dispatch with 2 open counts", l)
+		}
+		// Hold keep-alive connections until one worker has five.
+		held := map[string][]net.Conn{}
+		busy := ""
+		for i := 0; busy == "" && i < 40; i++ {
+			conn, err := net.Dial("tcp", c.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			w := resp.Header.Get("X-Worker")
+			held[w] = append(held[w], conn)
+			if len(held[w]) == 5 {
+				busy = w
+			}
+		}
+		// Close the other worker's connections; wait until it counts none.
+		idleSlot := -1
+		for _, w := range c.m.Workers() {
+			if strconv.Itoa(w.ID) != busy {
+				idleSlot = w.Slot
+				for _, conn := range held[strconv.Itoa(w.ID)] {
+					conn.Close()
+				}
+			}
+		}
+		if !pollUntil(10*time.Second, func() bool { return c.m.Listeners()[0].Open[idleSlot] == 0 }) {
+			t.Fatalf("open counts %v; want slot %d at 0", c.m.Listeners()[0].Open, idleSlot)
+		}
+		for i := range 20 {
+			r := get(c.addr, "/")
+			if r.err != nil || r.status != 200 {
+				t.Fatalf("request %d: %+v", i, r)
+			}
+			if r.worker == busy {
+				t.Fatalf("request %d went to worker %s, which holds 5 connections; open counts %v", i, busy, c.m.Listeners()[0].Open)
+			}
+		}
+		t.Logf("open counts at the end: %v", c.m.Listeners()[0].Open)
+	})
 }

@@ -320,6 +320,16 @@ func (m *Master) onExit(w *workerProc) {
 
 	for _, g := range groups {
 		m.leaveGroup(w, g, restart)
+		if g.kernel != nil {
+			// Its connections died with it, uncounted: unless another
+			// worker of the slot still counts there, start from zero.
+			m.mu.Lock()
+			alone := !g.slotListensLocked(w.slot)
+			m.mu.Unlock()
+			if alone {
+				g.kernel.clearCount(w.slot)
+			}
+		}
 	}
 	if emptied {
 		m.unreserveSlot(w.slot)
@@ -549,7 +559,7 @@ func (m *Master) Listeners() []ListenerInfo {
 	for _, g := range gs {
 		li := ListenerInfo{Network: g.key.network, Addr: g.addr.String(), Policy: g.policy, Dispatch: g.dispatchLabel()}
 		if g.kernel != nil {
-			li.Chosen = g.kernel.chosen()
+			li.Chosen, li.Open = g.kernel.chosen(), g.kernel.open()
 		}
 		if g.disp != nil {
 			s := g.disp.Stats()

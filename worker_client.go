@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sockshare/sockshare/internal/ipc"
+	"github.com/sockshare/sockshare/internal/kdispatch"
 	"github.com/sockshare/sockshare/passfd"
 	"github.com/sockshare/sockshare/policy"
 	"github.com/sockshare/sockshare/tcp"
@@ -393,12 +394,26 @@ func (w *workerClient) listen(ctx context.Context, network, address, pol string)
 		w.send(&ipc.Msg{Type: ipc.ListenerClosed, Listener: r.msg.Listener}, nil)
 		return nil, wrapListenErr(network, address, r.msg.Policy, err)
 	}
-	if len(r.fds) != 1 {
+	if len(r.fds) < 1 || len(r.fds) > 2 {
 		passfd.CloseAll(r.fds)
 		return fail(errors.New("master sent no socket"))
 	}
+	var counts *kdispatch.ConnCounts
+	if len(r.fds) == 2 {
+		// Kernel leastconn: the second descriptor is the map of open
+		// connections per slot that the program reads.
+		counts, err = kdispatch.MapConnCounts(r.fds[1])
+		passfd.CloseAll(r.fds[1:])
+		if err != nil {
+			passfd.CloseAll(r.fds[:1])
+			return fail(err)
+		}
+	}
 	ln, err := tcp.FileListener(r.fds[0])
 	if err != nil {
+		if counts != nil {
+			counts.Close()
+		}
 		return fail(err)
 	}
 	la := &listenerAcker{w: w, id: r.msg.Listener, onClose: func() { w.releaseNth(network, address, nth) }}
@@ -406,6 +421,9 @@ func (w *workerClient) listen(ctx context.Context, network, address, pol string)
 	w.mu.Lock()
 	w.listeners[r.msg.Listener] = sl
 	w.mu.Unlock()
+	if counts != nil {
+		return newCountingListener(sl, counts, w.slot), nil
+	}
 	return sl, nil
 }
 

@@ -66,6 +66,9 @@ type ListenerInfo struct {
 	// the kernel's program sent to each slot so far: the spread, without
 	// the master seeing a connection.
 	Chosen []uint64
+	// Open is, under kernel leastconn, each slot's open connections as
+	// its workers count them for the program.
+	Open []int64
 
 	Accepted     uint64 // connections the master accepted
 	Taken        uint64 // connections a worker's Accept returned

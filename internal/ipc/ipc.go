@@ -15,6 +15,10 @@ const MaxIDs = 4096
 // MaxFDs bounds the descriptors one message may carry.
 const MaxFDs = 253
 
+// MaxReplyFDs bounds the descriptors of a ListenReply: the socket, and
+// under kernel leastconn the map of open-connection counts.
+const MaxReplyFDs = 2
+
 // MaxString bounds one string field (network, address, policy, error text).
 const MaxString = 1024
 
@@ -78,7 +82,7 @@ type Msg struct {
 	Err      string
 	Flags    uint32
 	Window   uint32   // ListenReply: connections that may be in flight to the worker
-	NumFDs   uint32   // ListenReply: descriptors that accompany it (0 or 1)
+	NumFDs   uint32   // ListenReply: descriptors that accompany it (0 to MaxReplyFDs)
 	IDs      []uint64 // Conns: handed, one per fd. Ack: taken.
 	Returned []uint64 // Ack: handed back unserved, to re-dispatch
 	Closed   []uint64 // Ack: closed by the worker after being taken
@@ -155,7 +159,7 @@ func Append(dst []byte, m *Msg) ([]byte, error) {
 			return dst[:start], fmt.Errorf("ipc: encode %v: %d ids exceed %d", m.Type, len(l), MaxIDs)
 		}
 	}
-	if m.Type == Conns && len(m.IDs) > MaxFDs || m.NumFDs > 1 {
+	if m.Type == Conns && len(m.IDs) > MaxFDs || m.NumFDs > MaxReplyFDs {
 		return dst[:start], fmt.Errorf("ipc: encode %v: too many descriptors", m.Type)
 	}
 	return dst, nil
@@ -207,7 +211,7 @@ func Decode(b []byte) (Msg, error) {
 		m.Flags = d.u32()
 		m.Window = d.u32()
 		m.NumFDs = d.u32()
-		if d.err == nil && m.NumFDs > 1 {
+		if d.err == nil && m.NumFDs > MaxReplyFDs {
 			d.fail("listen reply with %d descriptors", m.NumFDs)
 		}
 	case Conns:

@@ -40,20 +40,20 @@ func TestRoundTrip(t *testing.T) {
 func TestDecodeRejects(t *testing.T) {
 	good, _ := Append(nil, &Msg{Type: Listen, Network: "tcp", Addr: "x"})
 	cases := map[string][]byte{
-		"empty":          {},
-		"unknown type":   {99, 0},
-		"zero type":      {0, 0},
-		"truncated":      good[:len(good)-2],
-		"trailing":       append(append([]byte{}, good...), 0),
-		"huge string":    {byte(Listen), 0, 0xff, 0xff, 0x03},
-		"ids past end":   {byte(Ack), 0, 100},
-		"too many ids":   {byte(Ack), 0, 0xff, 0xff, 0x03},
-		"empty conns":    {byte(Conns), 0, 0},
-		"bad varint":     {byte(Hello), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
-		"seq overflow":   {byte(Hello), 0xff, 0xff, 0xff, 0xff, 0x10, 0},
-		"payload past":   {byte(User), 0, 5, 'a'},
-		"reply two fds":  {byte(ListenReply), 0, 0, 0, 0, 0, 0, 0, 0, 0, 2},
-		"oversized blob": make([]byte, MaxMessage+1),
+		"empty":           {},
+		"unknown type":    {99, 0},
+		"zero type":       {0, 0},
+		"truncated":       good[:len(good)-2],
+		"trailing":        append(append([]byte{}, good...), 0),
+		"huge string":     {byte(Listen), 0, 0xff, 0xff, 0x03},
+		"ids past end":    {byte(Ack), 0, 100},
+		"too many ids":    {byte(Ack), 0, 0xff, 0xff, 0x03},
+		"empty conns":     {byte(Conns), 0, 0},
+		"bad varint":      {byte(Hello), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+		"seq overflow":    {byte(Hello), 0xff, 0xff, 0xff, 0xff, 0x10, 0},
+		"payload past":    {byte(User), 0, 5, 'a'},
+		"reply three fds": {byte(ListenReply), 0, 0, 0, 0, 0, 0, 0, 0, 0, 3},
+		"oversized blob":  make([]byte, MaxMessage+1),
 	}
 	for name, b := range cases {
 		if _, err := Decode(b); !errors.Is(err, ErrMalformed) {
