@@ -180,10 +180,17 @@ func TestReusePortGroupSlots(t *testing.T) {
 			t.Fatalf("slot %d is bound to %#v, want port %d", slot, sa, g.Addr().(*net.UDPAddr).Port)
 		}
 	}
-	for _, slot := range []int{-1, 3} {
-		if _, err := g.FD(slot); err == nil {
-			t.Errorf("FD(%d) of a 3-slot group succeeded", slot)
-		}
+	if _, err := g.FD(-1); err == nil {
+		t.Error("FD(-1) succeeded")
+	}
+	// A slot beyond the group gets its socket when it is first asked for
+	// (the master opens slot sockets as workers of the slot listen).
+	fd3, err := g.FD(3)
+	if err != nil || seen[fd3] {
+		t.Fatalf("FD(3) of a 3-slot group: %d, %v; want a fourth socket", fd3, err)
+	}
+	if again, _ := g.FD(3); again != fd3 {
+		t.Fatalf("FD(3) again: %d, want %d", again, fd3)
 	}
 	if err := g.Close(); err != nil {
 		t.Fatal(err)
