@@ -356,10 +356,21 @@ func (d *Dispatcher) Stats() Stats {
 func (d *Dispatcher) StopAccepting() {
 	d.stopMu.Do(func() {
 		close(d.stop)
-		if d.ln != nil {
-			d.lf.Close() // ends a Read in progress on the duplicate
-			d.ln.Close()
+		if d.ln == nil {
+			return
 		}
+		d.lf.Close() // ends a Read in progress on the duplicate
+		<-d.done
+		// Closing a listener resets what its backlog holds: those clients
+		// completed their handshake and may have sent a request. Take them
+		// first; they are dispatched like the rest.
+		if fd, err := listenerFD(d.ln); err == nil {
+			queued, _ := acceptQueued(fd, nil, 1<<16)
+			if len(queued) > 0 {
+				d.enqueue(queued)
+			}
+		}
+		d.ln.Close()
 	})
 	<-d.done
 }
