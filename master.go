@@ -108,7 +108,7 @@ func NewMaster(cfg Config) (*Master, error) {
 func platformCheck() error {
 	a, b, err := passfd.Socketpair()
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnsupported, err)
+		return fmt.Errorf("%w: %w", ErrUnsupported, err)
 	}
 	a.Close()
 	b.Close()
