@@ -191,6 +191,11 @@ func (m *Master) attach(w *workerProc, g *group, req *ipc.Msg) error {
 		return err
 	}
 	if g.kernel != nil {
+		if c := g.kernel.chosen(); w.slot < len(c) {
+			w.mu.Lock()
+			w.chosenBase[g.id] = c[w.slot]
+			w.mu.Unlock()
+		}
 		if err := g.kernel.setLive(w.slot, true); err != nil {
 			m.log.Error("sockshare: kernel dispatch: cannot make the slot live", "addr", g.addr.String(), "slot", w.slot, "err", err)
 		}

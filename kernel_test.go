@@ -52,6 +52,11 @@ func TestKernelRoundRobin(t *testing.T) {
 		if l.Dispatch != sockshare.DispatchKernel || l.Accepted != 0 || chosen < n || len(l.Chosen) != 2 {
 			t.Errorf("Listeners()[0] = %+v; want dispatch kernel, nothing accepted by the master, at least %d chosen over 2 slots", l, n)
 		}
+		for _, w := range c.m.Workers() {
+			if got := per[strconv.Itoa(w.ID)]; w.Chosen != uint64(got) {
+				t.Errorf("worker %d: Chosen %d, answered %d", w.ID, w.Chosen, got)
+			}
+		}
 		t.Logf("per worker %v, chosen per slot %v", per, l.Chosen)
 	})
 }

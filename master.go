@@ -252,19 +252,20 @@ func (m *Master) spawn(slot int) (*workerProc, error) {
 		return nil, err
 	}
 	w := &workerProc{
-		m:       m,
-		id:      id,
-		slot:    slot,
-		pid:     cmd.Process.Pid,
-		cmd:     cmd,
-		conn:    local,
-		started: time.Now(),
-		state:   StateStarting,
-		joined:  make(map[uint32]joined),
-		groups:  make(map[uint32]*group),
-		exited:  make(chan struct{}),
-		ipcDone: make(chan struct{}),
-		ready:   make(chan struct{}),
+		m:          m,
+		id:         id,
+		slot:       slot,
+		pid:        cmd.Process.Pid,
+		cmd:        cmd,
+		conn:       local,
+		started:    time.Now(),
+		state:      StateStarting,
+		joined:     make(map[uint32]joined),
+		chosenBase: make(map[uint32]uint64),
+		groups:     make(map[uint32]*group),
+		exited:     make(chan struct{}),
+		ipcDone:    make(chan struct{}),
+		ready:      make(chan struct{}),
 	}
 	m.mu.Lock()
 	m.workers[id] = w

@@ -28,13 +28,16 @@ type workerProc struct {
 	conn    *net.UnixConn
 	started time.Time
 
-	mu        sync.Mutex
-	state     WorkerState
-	asked     bool              // the master asked for this exit
-	joined    map[uint32]joined // dispatcher memberships, by group id
-	killTimer *time.Timer       // set by disconnect: the deadline
-	readyOnce sync.Once
-	protoErr  error
+	mu     sync.Mutex
+	state  WorkerState
+	asked  bool              // the master asked for this exit
+	joined map[uint32]joined // dispatcher memberships, by group id
+	// chosenBase is, per kernel group, the slot's count of connections
+	// chosen when the worker listened: Chosen counts from there.
+	chosenBase map[uint32]uint64
+	killTimer  *time.Timer // set by disconnect: the deadline
+	readyOnce  sync.Once
+	protoErr   error
 
 	ready     chan struct{} // closed when the worker is ready
 	exited    chan struct{} // closed when the process has been waited for
@@ -66,10 +69,32 @@ func (w *workerProc) info(restarts int) WorkerInfo {
 	wi := WorkerInfo{ID: w.id, Slot: w.slot, PID: w.pid, State: w.state, Restarts: restarts, Started: w.started}
 	w.mu.Unlock()
 	for _, j := range w.memberships() {
+		if j.g.kernel != nil {
+			continue // its dispatcher only hands a leaving slot's queue
+		}
 		st := j.g.disp.MemberStats(j.mem)
 		wi.Accepted += st.Taken
 		wi.Active += st.Active
 		wi.Inflight += st.Inflight
+	}
+	w.m.mu.Lock()
+	var kernel []*group
+	for _, g := range w.groups {
+		if g.kernel != nil {
+			kernel = append(kernel, g)
+		}
+	}
+	w.m.mu.Unlock()
+	for _, g := range kernel {
+		if c := g.kernel.chosen(); w.slot < len(c) {
+			w.mu.Lock()
+			base := w.chosenBase[g.id]
+			w.mu.Unlock()
+			wi.Chosen += c[w.slot] - base
+		}
+		if o := g.kernel.open(); w.slot < len(o) {
+			wi.Open += o[w.slot]
+		}
 	}
 	return wi
 }

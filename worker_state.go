@@ -46,6 +46,11 @@ type WorkerInfo struct {
 	Accepted uint64 // connections the master handed and the worker took (rr, leastconn)
 	Active   int    // connections taken and not yet closed (leastconn)
 	Inflight int    // connections handed, not yet taken (rr, leastconn)
+	// Chosen counts, under kernel dispatch, the connections (datagrams) the
+	// kernel's program sent to this worker's slot since it listened; Open
+	// is its open connections under kernel leastconn, as it counts them.
+	Chosen uint64
+	Open   int64
 	Restarts int    // restarts of this slot so far
 	Started  time.Time
 }
