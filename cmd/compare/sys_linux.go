@@ -31,21 +31,6 @@ func pinSelf(cpu int) error {
 	return nil
 }
 
-// pinnedCPUs returns the CPUs this thread may run on.
-func pinnedCPUs() []int {
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		return nil
-	}
-	var cpus []int
-	for i := range 1024 {
-		if set.IsSet(i) {
-			cpus = append(cpus, i)
-		}
-	}
-	return cpus
-}
-
 // bindNoPort sets IP_BIND_ADDRESS_NO_PORT on a socket about to be bound
 // to a source address: the port is then chosen at connect time, by the
 // whole 4-tuple, instead of reserving one port per bind.

@@ -9,7 +9,5 @@ import (
 
 func pinSelf(int) error { return errors.ErrUnsupported }
 
-func pinnedCPUs() []int { return nil }
-
 // bindNoPort does nothing here: each bind reserves a port.
 func bindNoPort(string, string, syscall.RawConn) error { return nil }
