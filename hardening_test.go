@@ -125,19 +125,16 @@ func message(c *cluster, prefix string, timeout time.Duration) string {
 // client already has its answer.
 func quietFDs(t *testing.T, c *cluster) int {
 	t.Helper()
-	last := -1
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		n := openFDs(t)
+	last, n := -1, -1
+	pollUntil(10*time.Second, func() bool {
+		last, n = n, openFDs(t)
 		inflight := 0
 		for _, w := range c.m.Workers() {
 			inflight += w.Inflight
 		}
-		if (inflight == 0 && n == last) || time.Now().After(deadline) {
-			return n
-		}
-		last = n
-		runtime_Gosched()
-	}
+		return inflight == 0 && n == last
+	})
+	return n
 }
 
 // waitFDs polls the master's descriptor count until it is within 2 of
@@ -148,17 +145,15 @@ func quietFDs(t *testing.T, c *cluster) int {
 func waitFDs(t *testing.T, c *cluster, before int) int {
 	t.Helper()
 	var after int
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	pollUntil(10*time.Second, func() bool {
 		after = openFDs(t)
 		inflight := 0
 		for _, w := range c.m.Workers() {
 			inflight += w.Inflight
 		}
-		if (inflight == 0 && after-before <= 2 && before-after <= 2) || time.Now().After(deadline) {
-			return after
-		}
-		runtime_Gosched()
-	}
+		return inflight == 0 && after-before <= 2 && before-after <= 2
+	})
+	return after
 }
 
 // ---------------------------------------------------------------------

@@ -188,8 +188,8 @@ func stallSlot0Worker() int {
 func TestKilledWorkerWindowIsRedispatched(t *testing.T) {
 	for _, p := range []policy.Name{policy.RR, policy.LeastConn} {
 		t.Run(string(p), func(t *testing.T) {
-			t.Setenv("SOCKSHARE_DISPATCH", "master") // the master's window is under test
-			c := startCluster(t, sockshare.Config{Workers: 2, Policy: string(p), RestartDelay: time.Hour}, "stall-slot0")
+			// The master's window is under test.
+			c := startCluster(t, sockshare.Config{Workers: 2, Policy: string(p), Dispatch: sockshare.DispatchMaster, RestartDelay: time.Hour}, "stall-slot0")
 			results := make(chan result, 20)
 			for range 20 {
 				go func() { results <- get(c.addr, "/") }()
@@ -244,11 +244,6 @@ func pollUntil(timeout time.Duration, cond func() bool) bool {
 	}
 }
 
-// runtime_Gosched does not yield: it sleeps a millisecond. The polling
-// loops of supervision_test.go and hardening_test.go still call it by this
-// name; new code uses pollUntil.
-func runtime_Gosched() { time.Sleep(time.Millisecond) }
-
 // workerOfSlot returns the first worker of slot in ws, or a zero
 // WorkerInfo.
 func workerOfSlot(ws []sockshare.WorkerInfo, slot int) sockshare.WorkerInfo {
@@ -273,11 +268,9 @@ func workerOfSlot(ws []sockshare.WorkerInfo, slot int) sockshare.WorkerInfo {
 // told apart: on a connection the victim had (it may fail), or not (it
 // must not).
 func TestWorkerKilledUnderLoad(t *testing.T) {
-	// The master's handoff is under test: should the dispatch mode become
-	// configurable (SOCKSHARE_DISPATCH, in progress), pin it.
-	t.Setenv("SOCKSHARE_DISPATCH", "master")
+	// The master's handoff is under test.
 	dir := t.TempDir()
-	c := startCluster(t, sockshare.Config{Workers: 2, Policy: "rr"}, "stall-on-message", acceptLogEnv+"="+dir)
+	c := startCluster(t, sockshare.Config{Workers: 2, Policy: "rr", Dispatch: sockshare.DispatchMaster}, "stall-on-message", acceptLogEnv+"="+dir)
 	const conc = 8
 	stop := make(chan struct{})
 	warmed, results := portLoad(c.addr, "/work?sleep_ms=2", conc, 200, stop)

@@ -203,12 +203,10 @@ func TestPendingQueueBounded(t *testing.T) {
 		conns = append(conns, cn)
 	}
 	var li sockshare.ListenerInfo
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); runtime_Gosched() {
+	pollUntil(10*time.Second, func() bool {
 		li = c.m.Listeners()[0]
-		if li.Pending == maxPending && li.Inflight == 2*window {
-			break
-		}
-	}
+		return li.Pending == maxPending && li.Inflight == 2*window
+	})
 	if li.Pending != maxPending || li.Inflight != 2*window {
 		t.Fatalf("pending %d, inflight %d; want %d and %d", li.Pending, li.Inflight, maxPending, 2*window)
 	}
