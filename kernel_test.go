@@ -52,9 +52,12 @@ func TestKernelRoundRobin(t *testing.T) {
 		if l.Dispatch != sockshare.DispatchKernel || l.Accepted != 0 || chosen < n || len(l.Chosen) != 2 {
 			t.Errorf("Listeners()[0] = %+v; want dispatch kernel, nothing accepted by the master, at least %d chosen over 2 slots", l, n)
 		}
+		// Chosen can exceed what was answered by the SYNs the program saw
+		// twice (docs/KERNEL.md), never fall short of it.
+		extra := chosen - n
 		for _, w := range c.m.Workers() {
-			if got := per[strconv.Itoa(w.ID)]; w.Chosen != uint64(got) {
-				t.Errorf("worker %d: Chosen %d, answered %d", w.ID, w.Chosen, got)
+			if got := uint64(per[strconv.Itoa(w.ID)]); w.Chosen < got || w.Chosen-got > extra {
+				t.Errorf("worker %d: Chosen %d, answered %d (%d SYNs seen twice)", w.ID, w.Chosen, got, extra)
 			}
 		}
 		t.Logf("per worker %v, chosen per slot %v", per, l.Chosen)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -258,15 +259,36 @@ func TestRoundRobinExact(t *testing.T) {
 			g := newGroup(t, RoundRobin, sg.fds)
 			sg.start()
 			got := sg.dial(t, netip.Addr{}, 1000)
-			lo, hi := got[0], got[0]
-			for _, c := range got {
-				lo, hi = min(lo, c), max(hi, c)
+			counts, err := g.Counts()
+			if err != nil {
+				t.Fatal(err)
 			}
-			t.Logf("%d slots, 1000 connections: %v", n, got)
-			if hi-lo > 1 {
-				t.Errorf("per slot %v: max-min = %d; want <= 1", got, hi-lo)
+			// The program's choices are exact. A SYN the program runs for
+			// twice (rare, docs/KERNEL.md "SYNs seen twice"; seen about 1
+			// in 30 runs of a busy suite) makes its counters exceed what
+			// was accepted, and shifts the rotation by one each time.
+			var total uint64
+			for _, c := range counts {
+				total += c
 			}
-			checkCounters(t, g, got)
+			extra := int(total) - 1000
+			spread := func(xs []int) int { return slices.Max(xs) - slices.Min(xs) }
+			cs := make([]int, len(got))
+			for i := range got {
+				cs[i] = int(counts[i])
+			}
+			t.Logf("%d slots, 1000 connections: accepted %v, chosen %v", n, got, counts)
+			if spread(cs) > 1 || extra < 0 || extra > 2 || spread(got) > 1+2*extra {
+				t.Errorf("accepted %v, chosen %v: want the choices within 1 of each other and the accepted within 1 plus twice the %d SYNs seen twice", got, counts, extra)
+			}
+			for i := range got {
+				if d := cs[i] - got[i]; d < 0 || d > extra {
+					t.Errorf("slot %d: chosen %d, accepted %d (%d SYNs seen twice)", i, cs[i], got[i], extra)
+				}
+			}
+			if fb, err := g.Fallbacks(); err != nil || fb != 0 {
+				t.Errorf("Fallbacks() = %d, %v; want 0", fb, err)
+			}
 		})
 	}
 }
