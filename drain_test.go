@@ -142,6 +142,9 @@ func writeAndRead(c net.Conn, br *bufio.Reader) (*http.Response, error) {
 func TestKeepAliveReloadNoRetry(t *testing.T) {
 	for _, p := range allPolicies {
 		t.Run(string(p), func(t *testing.T) {
+			// Policies run two at a time: each cluster has its own
+			// address and processes, and this test counts no descriptor.
+			t.Parallel()
 			c := startCluster(t, sockshare.Config{Workers: 2, Policy: string(p)}, "http")
 			before := c.m.Workers()
 			stop := make(chan struct{})
@@ -271,6 +274,7 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 func TestHTTP2ReloadNoFailure(t *testing.T) {
 	for _, mode := range []string{"h2c", "tls"} {
 		t.Run(mode, func(t *testing.T) {
+			t.Parallel() // see TestKeepAliveReloadNoRetry
 			tr := &http.Transport{Protocols: new(http.Protocols)}
 			env := []string{h2ModeEnv + "=" + mode}
 			scheme := "http"

@@ -200,6 +200,7 @@ func startGiveUpCluster(t *testing.T, pol, dispatch, network string, steer bool)
 func TestGivenUpSlotServedByOthers(t *testing.T) {
 	for _, v := range variants("shared", "rr", "leastconn", "reuseport") {
 		v.run(t, func(t *testing.T) {
+			t.Parallel() // own cluster and address; counts no descriptor
 			c, addr := startGiveUpCluster(t, v.policy, v.dispatch, "tcp", false)
 			const n = 200
 			per, errs := tally(load(addr, "/", n, 8))
@@ -223,6 +224,7 @@ func TestGivenUpSlotServedByOthersUDP(t *testing.T) {
 		steer     bool
 	}{{"shared", "shared", false}, {"reuseport", "reuseport", false}, {"reuseport-steered", "reuseport", true}} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // own cluster and address; counts no descriptor
 			c, addr := startGiveUpCluster(t, tc.pol, "", "udp", tc.steer)
 			w := workerInSlot(t, c, 1)
 			answered, total := udpAnswered(t, addr, 200, map[int]bool{w.ID: true})

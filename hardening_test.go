@@ -415,6 +415,7 @@ func TestExecInheritsNoSockets(t *testing.T) {
 	control := runGrandchild(t)
 	for _, p := range allPolicies {
 		t.Run(string(p), func(t *testing.T) {
+			t.Parallel() // own cluster and address; counts no descriptor
 			// No GOMAXPROCS for the worker, so its grandchild's runtime
 			// starts as the control's does.
 			cfg := sockshare.Config{Workers: 1, Policy: string(p), WorkerGOMAXPROCS: -1}

@@ -43,6 +43,7 @@ var allPolicies = []policy.Name{policy.Shared, policy.RR, policy.LeastConn, poli
 func TestPoliciesServeShortConnections(t *testing.T) {
 	for _, p := range allPolicies {
 		t.Run(string(p), func(t *testing.T) {
+			t.Parallel() // own cluster and address; counts no descriptor
 			c := startCluster(t, sockshare.Config{Workers: 2, Policy: string(p)}, "http")
 			per, errs := tally(load(c.addr, "/", 2000, 16))
 			if len(errs) > 0 {
@@ -69,6 +70,7 @@ func TestPoliciesServeShortConnections(t *testing.T) {
 func TestPoliciesServeKeepAlive(t *testing.T) {
 	for _, p := range allPolicies {
 		t.Run(string(p), func(t *testing.T) {
+			t.Parallel() // own cluster and address; counts no descriptor
 			c := startCluster(t, sockshare.Config{Workers: 2, Policy: string(p)}, "http")
 			per, errs := tally(keepAlive(c.addr, 16, 50))
 			if len(errs) > 0 {
@@ -821,6 +823,7 @@ func TestWorkersDieWithMaster(t *testing.T) {
 func TestSIGTERMDrains(t *testing.T) {
 	for _, p := range allPolicies {
 		t.Run(string(p), func(t *testing.T) {
+			t.Parallel() // a master process of its own per policy
 			cmd, addr, pids := startMasterProcess(t, string(p))
 			// A slow request is in flight when the signal arrives.
 			res := make(chan result, 1)

@@ -183,6 +183,7 @@ func (lc *lineClient) close() {
 func TestLinesReloadNoFailure(t *testing.T) {
 	for _, p := range allPolicies {
 		t.Run(string(p), func(t *testing.T) {
+			t.Parallel() // see TestKeepAliveReloadNoRetry
 			c := startCluster(t, sockshare.Config{Workers: 2, Policy: string(p)}, "lines")
 			var ok, failed atomic.Int64
 			var mu sync.Mutex

@@ -31,6 +31,7 @@ func stickyClients(n int) []net.IP {
 func TestSticky(t *testing.T) {
 	for _, v := range []variant{{"master", "sticky", sockshare.DispatchMaster}, {"kernel", "sticky", sockshare.DispatchKernel}} {
 		v.run(t, func(t *testing.T) {
+			t.Parallel() // own cluster and address; counts no descriptor
 			c := startCluster(t, sockshare.Config{Workers: 3, Policy: "sticky", Dispatch: v.dispatch}, "http")
 			slotOf := map[string]int{}
 			for _, w := range c.m.Workers() {
@@ -101,6 +102,7 @@ func TestSticky(t *testing.T) {
 func TestStickyUDP(t *testing.T) {
 	for _, v := range []variant{{"master", "sticky", sockshare.DispatchMaster}, {"kernel", "sticky", sockshare.DispatchKernel}} {
 		v.run(t, func(t *testing.T) {
+			t.Parallel() // own cluster and address; counts no descriptor
 			c := startCluster(t, sockshare.Config{Workers: 2, Policy: "sticky", Dispatch: v.dispatch}, "udpecho")
 			fallbacks := udpCount(c, sockshare.EventFallback)
 			if v.dispatch == sockshare.DispatchMaster {

@@ -27,6 +27,7 @@ func init() {
 func TestReloadUnderLoad(t *testing.T) {
 	for _, v := range variants("shared", "rr", "leastconn", "reuseport") {
 		v.run(t, func(t *testing.T) {
+			t.Parallel() // own cluster and address; counts no descriptor
 			c := startCluster(t, sockshare.Config{Workers: 2, Policy: v.policy, Dispatch: v.dispatch}, "http")
 			before := c.m.Workers()
 			stop := make(chan struct{})
