@@ -16,7 +16,8 @@
 // datagrams at random over the workers, one flow included, at the cost of
 // that affinity.
 //
-// SIGTERM or SIGINT shut down (exit 0); SIGHUP replaces every worker. Bad
+// SIGTERM or SIGINT shut down (exit 0); SIGHUP replaces every worker and,
+// once every old worker has exited, prints "reload: done" on stdout. Bad
 // flags, a bad address, -steer where it cannot work, or a port in use print
 // one line on stderr and exit 2.
 package main
@@ -115,7 +116,7 @@ func master(o options, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	go reloadOnHUP(ctx, m, stderr)
+	go reloadOnHUP(ctx, m, stdout, stderr)
 	ran := make(chan error, 1)
 	go func() { ran <- m.Run(ctx) }()
 
@@ -140,14 +141,18 @@ func master(o options, stdout, stderr io.Writer) int {
 }
 
 // reloadOnHUP replaces every worker on each SIGHUP until ctx ends.
-func reloadOnHUP(ctx context.Context, m *sockshare.Master, stderr io.Writer) {
+func reloadOnHUP(ctx context.Context, m *sockshare.Master, stdout, stderr io.Writer) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
-			if err := m.Reload(ctx); err != nil && ctx.Err() == nil {
+			err := m.Reload(ctx)
+			switch {
+			case err == nil:
+				fmt.Fprintln(stdout, "reload: done")
+			case ctx.Err() == nil:
 				fmt.Fprintf(stderr, "udpecho: reload: %v\n", err)
 			}
 		case <-ctx.Done():

@@ -508,11 +508,19 @@ func TestSIGHUPKeepsFlowsInTheirSlots(t *testing.T) {
 	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	// Keep the flows busy until every one is answered by a replacement,
-	// then one more round.
+	// Keep the flows busy through the reload, until it is done (an old
+	// worker still reads its slot's socket beside the replacement until it
+	// exits) and every flow is answered by a replacement, then one more
+	// round.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		exchangeAll()
+		if !strings.Contains(s.stdout.String(), "reload: done") {
+			if time.Now().After(deadline) {
+				t.Fatalf("no reload line 30s after SIGHUP; stdout %q, stderr:\n%s", s.stdout, s.stderr)
+			}
+			continue
+		}
 		done := true
 		for i := range flows {
 			if lastAnswer(i) <= 2 {
