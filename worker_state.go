@@ -49,9 +49,9 @@ type WorkerInfo struct {
 	// Chosen counts, under kernel dispatch, the connections (datagrams) the
 	// kernel's program sent to this worker's slot since it listened; Open
 	// is its open connections under kernel leastconn, as it counts them.
-	Chosen uint64
-	Open   int64
-	Restarts int    // restarts of this slot so far
+	Chosen   uint64
+	Open     int64
+	Restarts int // restarts of this slot so far
 	Started  time.Time
 }
 
