@@ -12,10 +12,10 @@ import (
 	"github.com/sockshare/sockshare/reuse"
 )
 
-// Platform reports what this operating system and kernel support, as
-// measured by Capabilities. A false field is a degraded or missing
+// Capabilities reports what this operating system and kernel support,
+// as measured by Probe. A false field is a degraded or missing
 // feature; Degraded turns that into a warning for one policy.
-type Platform struct {
+type Capabilities struct {
 	// FDPassing: descriptors pass between processes over an AF_UNIX
 	// SOCK_SEQPACKET socketpair (a real round trip was tried). Without
 	// it there is no master: NewMaster returns an error wrapping
@@ -50,13 +50,13 @@ var (
 	fdPassingErr  error
 )
 
-// Capabilities probes this platform. The first call makes a socketpair,
+// Probe measures this platform. The first call makes a socketpair,
 // passes a descriptor over it, and forms a throwaway SO_REUSEPORT group on
 // 127.0.0.1 (see reuse.Probe); the results are cached, except MigrateReq.
-func Capabilities() Platform {
+func Probe() Capabilities {
 	fdPassingOnce.Do(func() { fdPassingErr = probeFDPassing() })
 	rc := reuse.Probe()
-	p := Platform{
+	p := Capabilities{
 		FDPassing:          fdPassingErr == nil,
 		ReusePort:          rc.ReusePort,
 		ReusePortBalancing: rc.Balances,
@@ -118,7 +118,7 @@ func probeFDPassing() error {
 // does not work as documented on this platform, or "" when it does or
 // when p is not a policy (NewMaster reports that). Programs should print
 // it before starting a master, so a degraded mode is never silent.
-func (c Platform) Degraded(p policy.Name) string {
+func (c Capabilities) Degraded(p policy.Name) string {
 	name, err := policy.Parse(string(p))
 	if err != nil {
 		return ""

@@ -642,10 +642,10 @@ func TestWorkerAtFDLimit(t *testing.T) {
 	for _, w := range c.m.Workers() {
 		got[w.Slot] = w
 	}
-	if w := got[0]; w.ID != full.ID || w.Accepted != 0 || w.Inflight != 0 {
+	if w := got[0]; w.ID != full.ID || w.Taken != 0 || w.Inflight != 0 {
 		t.Errorf("slot 0 after the load: %+v; want worker %d alive, nothing accepted or in flight", w, full.ID)
 	}
-	if w := got[1]; w.ID != other.ID || w.Accepted != n {
+	if w := got[1]; w.ID != other.ID || w.Taken != n {
 		t.Errorf("slot 1 after the load: %+v; want worker %d with %d accepted", w, other.ID, n)
 	}
 }
@@ -1244,13 +1244,13 @@ func copyFile(dst, src string, mode os.FileMode) error {
 // TestCapabilitiesLinux: on Linux every feature sockshare uses is there,
 // nothing is degraded, and the report agrees with package reuse.
 func TestCapabilitiesLinux(t *testing.T) {
-	p := sockshare.Capabilities()
+	p := sockshare.Probe()
 	rc := reuse.Probe()
 	if !p.FDPassing || !p.ReusePort || !p.ReusePortBalancing {
-		t.Errorf("Capabilities() = %+v; want fd passing and a balancing SO_REUSEPORT on Linux", p)
+		t.Errorf("Probe() = %+v; want fd passing and a balancing SO_REUSEPORT on Linux", p)
 	}
 	if p.CBPFSteering != rc.CBPFSteering || p.MigrateReq != rc.MigrateReq || p.Note != rc.Note {
-		t.Errorf("Capabilities() = %+v; reuse.Probe() = %+v", p, rc)
+		t.Errorf("Probe() = %+v; reuse.Probe() = %+v", p, rc)
 	}
 	for _, n := range policy.Names() {
 		if w := p.Degraded(n); w != "" {
@@ -1273,13 +1273,13 @@ func TestCapabilitiesLinux(t *testing.T) {
 // TestDegraded: the warnings for platforms without fd passing or without
 // balancing, by policy name or alias.
 func TestDegraded(t *testing.T) {
-	noPassing := sockshare.Platform{ReusePort: true, ReusePortBalancing: true}
-	noBalance := sockshare.Platform{FDPassing: true, ReusePort: true}
-	noReuse := sockshare.Platform{FDPassing: true, Note: "sockets cannot share"}
-	full := sockshare.Platform{FDPassing: true, ReusePort: true, ReusePortBalancing: true}
+	noPassing := sockshare.Capabilities{ReusePort: true, ReusePortBalancing: true}
+	noBalance := sockshare.Capabilities{FDPassing: true, ReusePort: true}
+	noReuse := sockshare.Capabilities{FDPassing: true, Note: "sockets cannot share"}
+	full := sockshare.Capabilities{FDPassing: true, ReusePort: true, ReusePortBalancing: true}
 	goos := runtime.GOOS
 	for _, tc := range []struct {
-		p    sockshare.Platform
+		p    sockshare.Capabilities
 		name policy.Name
 		want string
 	}{

@@ -322,9 +322,9 @@ func TestWorkerKilledUnderLoad(t *testing.T) {
 	}
 	// Keep the load on until the new worker has served some of it.
 	if !pollUntil(10*time.Second, func() bool {
-		return workerOfSlot(c.m.Workers(), victim.Slot).Accepted >= 20
+		return workerOfSlot(c.m.Workers(), victim.Slot).Taken >= 20
 	}) {
-		t.Errorf("the new worker %d of slot %d took %d connections in 10s; want 20", back.WorkerID, victim.Slot, workerOfSlot(c.m.Workers(), victim.Slot).Accepted)
+		t.Errorf("the new worker %d of slot %d took %d connections in 10s; want 20", back.WorkerID, victim.Slot, workerOfSlot(c.m.Workers(), victim.Slot).Taken)
 	}
 	close(stop)
 	stopped = true

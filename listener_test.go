@@ -122,7 +122,7 @@ func TestListenerSameUnderEveryPolicy(t *testing.T) {
 			deadline := time.Now().Add(2 * time.Second)
 			for {
 				ws := c.m.Workers()
-				if len(ws) == 1 && ((!kernel && ws[0].Active == 0 && ws[0].Accepted == 1) || (kernel && ws[0].Open == 0 && ws[0].Chosen >= 1)) {
+				if len(ws) == 1 && ((!kernel && ws[0].Active == 0 && ws[0].Taken == 1) || (kernel && ws[0].Open == 0 && ws[0].Chosen >= 1)) {
 					break
 				}
 				if time.Now().After(deadline) {

@@ -73,7 +73,7 @@ func (w *workerProc) info(restarts int) WorkerInfo {
 			continue // its dispatcher only hands a leaving slot's queue
 		}
 		st := j.g.disp.MemberStats(j.mem)
-		wi.Accepted += st.Taken
+		wi.Taken += st.Taken
 		wi.Active += st.Active
 		wi.Inflight += st.Inflight
 	}

@@ -43,7 +43,7 @@ type WorkerInfo struct {
 	Slot     int
 	PID      int
 	State    WorkerState
-	Accepted uint64 // connections the master handed and the worker took (rr, leastconn)
+	Taken    uint64 // connections the master handed and the worker's Accept took (rr, leastconn)
 	Active   int    // connections taken and not yet closed (leastconn)
 	Inflight int    // connections handed, not yet taken (rr, leastconn)
 	// Chosen counts, under kernel dispatch, the connections (datagrams) the

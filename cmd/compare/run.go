@@ -72,7 +72,7 @@ type workerRun struct {
 	Requests      int64
 	Connections   int64
 	CPU           time.Duration // utime+stime during the load, from /proc/<pid>/stat
-	Handed        uint64        // master dispatch: connections the master handed (WorkerInfo.Accepted)
+	Handed        uint64        // master dispatch: connections the master handed (WorkerInfo.Taken)
 	Chosen        *uint64       // kernel dispatch: connections the kernel's program sent to this slot (ListenerInfo.Chosen)
 }
 
@@ -314,7 +314,7 @@ func runOne(ctx context.Context, o *options, v variant, workload string, rep int
 	defer mu.Unlock()
 	handed := map[int]uint64{}
 	for _, wi := range infos {
-		handed[wi.ID] = wi.Accepted
+		handed[wi.ID] = wi.Taken
 	}
 	for key, c := range res.Load.PerWorker {
 		if id, err := strconv.Atoi(key); err != nil || forked[id].PID == 0 {

@@ -91,7 +91,7 @@ func master(o options, stdout, stderr io.Writer) int {
 	}
 	// A policy degraded on this platform (reuseport that binds but does
 	// not balance; no descriptor passing at all) is reported, not silent.
-	if w := sockshare.Capabilities().Degraded(pol); w != "" {
+	if w := sockshare.Probe().Degraded(pol); w != "" {
 		fmt.Fprintf(stderr, "hello: warning: %s\n", w)
 	}
 
