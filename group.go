@@ -12,6 +12,7 @@ import (
 
 	"github.com/sockshare/sockshare/internal/ipc"
 	"github.com/sockshare/sockshare/internal/kdispatch"
+	"github.com/sockshare/sockshare/internal/sockfd"
 	"github.com/sockshare/sockshare/policy"
 	"github.com/sockshare/sockshare/tcp"
 	"github.com/sockshare/sockshare/udp"
@@ -32,6 +33,11 @@ type slotSockets interface {
 	FD(slot int) (int, error)
 	Close() error
 }
+
+// sharedSocket serves one held socket to every slot: the shared policy.
+type sharedSocket struct{ *sockfd.Held }
+
+func (s sharedSocket) FD(int) (int, error) { return s.Held.FD() }
 
 // group is one address served under one policy, and who uses it. The
 // master opens it for the first worker that listens on its key, and closes
@@ -442,11 +448,11 @@ func (m *Master) openStream(g *group, network, address string, slot int) error {
 		}
 		g.sockets, g.addr = rp, rp.Addr()
 	case g.policy == policy.Shared:
-		sh, err := tcp.NewShared(ctx, network, address)
+		h, err := sockfd.Listen(ctx, network, address)
 		if err != nil {
 			return err
 		}
-		g.sockets, g.addr = sh, sh.Addr()
+		g.sockets, g.addr = sharedSocket{h}, h.Addr()
 		return nil
 	default:
 		l, err := (&net.ListenConfig{}).Listen(ctx, network, address)
@@ -505,11 +511,11 @@ func (m *Master) openPacket(g *group, network, address string, slot int) error {
 		g.sockets, g.addr = rp, rp.Addr()
 		return nil
 	}
-	s, err := udp.NewShared(ctx, network, address)
+	h, err := sockfd.ListenPacket(ctx, network, address)
 	if err != nil {
 		return err
 	}
-	g.sockets, g.addr = s, s.Addr()
+	g.sockets, g.addr = sharedSocket{h}, h.Addr()
 	return nil
 }
 

@@ -2,9 +2,10 @@
 // worker side of each strategy. It knows nothing of processes; the root
 // package moves the descriptors between them.
 //
-//   - shared: the master listens once (NewShared) and sends that listening
-//     descriptor to every worker, which turns it into a net.Listener with
-//     FileListener and accepts on it competitively.
+//   - shared: the master listens once and sends that listening descriptor
+//     to every worker, which turns it into a net.Listener with FileListener
+//     and accepts on it competitively. Nothing else is needed: any
+//     listening socket will do.
 //   - rr and leastconn: the master listens and a Dispatcher accepts, picks a
 //     worker with a policy.Picker, and hands each accepted descriptor to it
 //     through a Sink. The master keeps its copy of every handed descriptor
@@ -39,6 +40,5 @@
 // The dispatcher uses raw accept4 on Linux and the BSDs (accept
 // plus close-on-exec under syscall.ForkLock on darwin and aix). The
 // Dispatcher and the worker-side listeners exist on unix only; on windows
-// NewShared and the reuseport groups fail with errors matching
-// ErrUnsupported.
+// the reuseport groups fail with errors matching errors.ErrUnsupported.
 package tcp

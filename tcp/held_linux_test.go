@@ -6,6 +6,7 @@ import (
 	"net"
 	"testing"
 
+	"github.com/sockshare/sockshare/internal/sockfd"
 	"github.com/sockshare/sockshare/internal/sockfd/sockfdtest"
 )
 
@@ -14,7 +15,7 @@ import (
 // wake it.
 func TestHeldListenersAreNotPolled(t *testing.T) {
 	ctx := context.Background()
-	s, err := NewShared(ctx, "tcp4", "127.0.0.1:0")
+	s, err := sockfd.Listen(ctx, "tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +26,7 @@ func TestHeldListenersAreNotPolled(t *testing.T) {
 	}
 	defer g.Close()
 	held := map[string]int{}
-	held["shared"], _ = s.FD(0)
+	held["shared"], _ = s.FD()
 	for slot := range 3 {
 		held[fmt.Sprintf("reuseport slot %d", slot)], _ = g.FD(slot)
 	}

@@ -2,11 +2,9 @@ package tcp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"net"
-	"sync"
 
 	"github.com/sockshare/sockshare/internal/sockfd"
 	"github.com/sockshare/sockshare/reuse"
@@ -19,7 +17,6 @@ import (
 // never accepts on them and keeps them out of its netpoller, so incoming
 // connections do not wake it.
 type ReusePortGroup struct {
-	grow    sync.Mutex // serialises growing
 	network string
 	addr    net.Addr // the bound address, with the real port
 	held    sockfd.Group
@@ -63,25 +60,24 @@ func OpenReusePortSlot(ctx context.Context, network, address string, slot int) (
 }
 
 func (g *ReusePortGroup) growTo(ctx context.Context, slots int) error {
-	g.grow.Lock()
-	defer g.grow.Unlock()
 	for n := g.held.Len(); n < slots; n++ {
-		if err := g.listenSlotLocked(ctx, n); err != nil {
+		if _, _, err := g.held.FDOrOpen(n, g.opener(ctx)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// listenSlotLocked binds one more socket to the group's address and holds
-// it in slot, which must be empty. The caller holds g.grow.
-func (g *ReusePortGroup) listenSlotLocked(ctx context.Context, slot int) error {
-	lc := reuse.ListenConfig()
-	ln, err := lc.Listen(ctx, g.network, g.addr.String())
-	if err != nil {
-		return err
+// opener binds one more socket to the group's address.
+func (g *ReusePortGroup) opener(ctx context.Context) func() (sockfd.Conn, error) {
+	return func() (sockfd.Conn, error) {
+		lc := reuse.ListenConfig()
+		ln, err := lc.Listen(ctx, g.network, g.addr.String())
+		if err != nil {
+			return nil, err
+		}
+		return ln.(*net.TCPListener), nil
 	}
-	return g.held.Put(slot, ln.(*net.TCPListener))
 }
 
 // Addr is the address every socket of the group is bound to.
@@ -91,22 +87,11 @@ func (g *ReusePortGroup) Addr() net.Addr { return g.addr }
 // (beyond the end of the group, the slots between stay empty until asked
 // for) or was released. The descriptor stays owned by the group.
 func (g *ReusePortGroup) FD(slot int) (int, error) {
-	if slot < 0 {
-		return -1, fmt.Errorf("tcp: negative slot %d", slot)
+	fd, _, err := g.held.FDOrOpen(slot, g.opener(context.Background()))
+	if err != nil {
+		return -1, fmt.Errorf("tcp: slot %d: %w", slot, err)
 	}
-	fd, err := g.held.FD(slot)
-	if slot >= g.held.Len() || errors.Is(err, sockfd.ErrEmptySlot) {
-		g.grow.Lock()
-		defer g.grow.Unlock()
-		if fd, err = g.held.FD(slot); err == nil {
-			return fd, nil
-		}
-		if err := g.listenSlotLocked(context.Background(), slot); err != nil {
-			return -1, err
-		}
-		return g.held.FD(slot)
-	}
-	return fd, err
+	return fd, nil
 }
 
 // Release takes slot's socket out of the group, so the kernel stops giving

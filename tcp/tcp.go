@@ -1,20 +1,10 @@
 package tcp
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
 )
-
-// ErrUnsupported is errors.ErrUnsupported, the one sentinel every
-// "cannot on this platform" error of this package matches, whichever layer
-// it comes from: on windows NewShared cannot hold a socket (no descriptor
-// to duplicate), the reuseport groups cannot set SO_REUSEPORT
-// (reuse.ErrUnsupported), and Release cannot accept. errors.Is(err,
-// ErrUnsupported) is therefore the same test as errors.Is(err,
-// errors.ErrUnsupported).
-var ErrUnsupported = errors.ErrUnsupported
 
 // FileListener turns a listening descriptor received from the master into a
 // net.Listener. It takes ownership of fd: the descriptor is closed whether or

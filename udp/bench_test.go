@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sockshare/sockshare/internal/sockfd"
 	"github.com/sockshare/sockshare/reuse"
 	"github.com/sockshare/sockshare/udp"
 )
@@ -141,13 +142,18 @@ func startReaders(b *testing.B, g slotter, slots ...int) []*reader {
 	return rs
 }
 
+// sharedSlots gives every slot the one held socket.
+type sharedSlots struct{ *sockfd.Held }
+
+func (s sharedSlots) FD(int) (int, error) { return s.Held.FD() }
+
 func shared(b *testing.B, readers int) (*net.UDPAddr, []*reader) {
-	g, err := udp.NewShared(context.Background(), "udp4", "127.0.0.1:0")
+	h, err := sockfd.ListenPacket(context.Background(), "udp4", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer g.Close() // the readers hold their duplicates
-	return g.Addr().(*net.UDPAddr), startReaders(b, g, make([]int, readers)...)
+	defer h.Close() // the readers hold their duplicates
+	return h.Addr().(*net.UDPAddr), startReaders(b, sharedSlots{h}, make([]int, readers)...)
 }
 
 func reusePort(b *testing.B, slots int, steer bool) (*net.UDPAddr, []*reader) {

@@ -15,4 +15,7 @@
 // model calls NewReusePortGroup (or OpenReusePortSlot) in the master, sends
 // each worker its slot's descriptor with passfd, and the worker makes a
 // *net.UDPConn of it with FilePacketConn (see ExampleNewReusePortGroup).
+// Shared needs nothing from here in the master: any bound socket's
+// descriptor, sent to every worker, is read with FilePacketConn (see
+// ExampleFilePacketConn).
 package udp

@@ -12,18 +12,50 @@ import (
 	"github.com/sockshare/sockshare/udp"
 )
 
-// Under the shared policy every worker slot gets the same socket: all
-// workers read one receive queue and reply from one address.
-func ExampleNewShared() {
-	s, err := udp.NewShared(context.Background(), "udp4", "127.0.0.1:0")
+// Under the shared policy every worker gets the same socket: all workers
+// read one receive queue and reply from one address. The master binds an
+// ordinary socket and sends its descriptor to each worker (here two
+// duplicates stand in for passfd.Send); each worker reads with
+// FilePacketConn.
+func ExampleFilePacketConn() {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer s.Close()
-	a, _ := s.FD(0)
-	b, _ := s.FD(1)
-	fmt.Println("same socket for every slot:", a == b)
-	// Output: same socket for every slot: true
+	defer pc.Close()
+	rc, err := pc.(*net.UDPConn).SyscallConn()
+	if err != nil {
+		log.Fatal(err)
+	}
+	got := make(chan string)
+	for w := range 2 {
+		var wfd int
+		rc.Control(func(fd uintptr) { wfd, err = syscall.Dup(int(fd)) })
+		if err != nil {
+			log.Fatal(err)
+		}
+		conn, err := udp.FilePacketConn(wfd)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer conn.Close()
+		go func() {
+			buf := make([]byte, 64)
+			n, _, err := conn.ReadFrom(buf)
+			if err == nil {
+				got <- fmt.Sprintf("worker %d read %q", w, buf[:n])
+			}
+		}()
+	}
+	client, err := net.Dial("udp4", pc.LocalAddr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+	client.Write([]byte("ping"))
+	msg := <-got
+	fmt.Println(msg[len("worker 0 "):]) // whichever worker read first
+	// Output: read "ping"
 }
 
 // Under reuseport every worker slot has a socket of its own on one port.

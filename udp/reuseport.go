@@ -106,28 +106,23 @@ func (g *ReusePortGroup) Addr() net.Addr { return g.addr }
 // is not in this process's netpoller: datagrams for it do not wake this
 // process, and only the workers it is sent to read it.
 func (g *ReusePortGroup) FD(slot int) (int, error) {
-	fd, err := g.held.FD(slot)
-	if slot >= 0 && (slot >= g.held.Len() || errors.Is(err, sockfd.ErrEmptySlot)) {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		if fd, err = g.held.FD(slot); err == nil {
-			return fd, nil
-		}
+	fd, opened, err := g.held.FDOrOpen(slot, func() (sockfd.Conn, error) {
 		lc := reuse.ListenConfig()
 		pc, err := lc.ListenPacket(context.Background(), g.network, g.addr.String())
 		if err != nil {
-			return -1, fmt.Errorf("udp: reopen slot %d: %w", slot, err)
+			return nil, err
 		}
-		if err := g.held.Put(slot, pc.(*net.UDPConn)); err != nil {
-			return -1, fmt.Errorf("udp: reopen slot %d: %w", slot, err)
-		}
+		return pc.(*net.UDPConn), nil
+	})
+	if err != nil {
+		return -1, fmt.Errorf("udp: slot %d: %w", slot, err)
+	}
+	if opened {
+		g.mu.Lock()
+		defer g.mu.Unlock()
 		if err := g.resteerLocked(); err != nil {
 			return -1, err
 		}
-		return g.held.FD(slot)
-	}
-	if err != nil {
-		return -1, fmt.Errorf("udp: %w", err)
 	}
 	return fd, nil
 }

@@ -7,7 +7,7 @@ import (
 )
 
 // FilePacketConn is the worker side of both strategies: it turns a datagram
-// descriptor received from the master (the one [Shared.FD] or
+// descriptor received from the master (its one shared socket, or the one
 // [ReusePortGroup.FD] gave it) into a *net.UDPConn. It takes ownership of
 // fd and closes it (the connection works on a duplicate).
 func FilePacketConn(fd int) (*net.UDPConn, error) {

@@ -3,7 +3,6 @@ package udp_test
 import (
 	"context"
 	"errors"
-	"github.com/sockshare/sockshare/internal/sockfd/sockfdtest"
 	"net"
 	"os"
 	"strconv"
@@ -13,6 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sockshare/sockshare/internal/sockfd"
+	"github.com/sockshare/sockshare/internal/sockfd/sockfdtest"
 	"github.com/sockshare/sockshare/reuse"
 	"github.com/sockshare/sockshare/udp"
 )
@@ -47,7 +48,7 @@ func readerOf(t *testing.T, fd int) *net.UDPConn {
 // netpoller, or every datagram would wake it.
 func TestHeldSocketsAreNotPolled(t *testing.T) {
 	ctx := context.Background()
-	s, err := udp.NewShared(ctx, "udp4", "127.0.0.1:0")
+	s, err := sockfd.ListenPacket(ctx, "udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func TestHeldSocketsAreNotPolled(t *testing.T) {
 	}
 	defer g.Close()
 	held := map[string]int{}
-	fd, _ := s.FD(0)
+	fd, _ := s.FD()
 	held["shared"] = fd
 	for slot := range 3 {
 		fd, _ := g.FD(slot)
@@ -90,20 +91,16 @@ func TestHeldSocketsAreNotPolled(t *testing.T) {
 // socketOf names the file behind fd, "socket:[inode]" for a socket.
 func TestSharedServesOneSocketToEverySlot(t *testing.T) {
 	before := openFDs(t)
-	s, err := udp.NewShared(context.Background(), "udp4", "127.0.0.1:0")
+	s, err := sockfd.ListenPacket(context.Background(), "udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	fd0, err := s.FD(0)
+	fd, err := s.FD()
 	if err != nil {
 		t.Fatal(err)
-	}
-	fd5, err := s.FD(5)
-	if err != nil || fd5 != fd0 {
-		t.Fatalf("FD(5) = %d, %v; want the FD(0) descriptor %d", fd5, err, fd0)
 	}
 	// Two readers of the one socket: a datagram reaches exactly one.
-	a, b := readerOf(t, fd0), readerOf(t, fd5)
+	a, b := readerOf(t, fd), readerOf(t, fd)
 	client, err := net.DialUDP("udp4", nil, s.Addr().(*net.UDPAddr))
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +141,7 @@ func TestSharedServesOneSocketToEverySlot(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if _, err := s.FD(0); !errors.Is(err, net.ErrClosed) {
+	if _, err := s.FD(); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("FD after Close: %v, want net.ErrClosed", err)
 	}
 	if after := openFDs(t); after != before {
@@ -215,7 +212,7 @@ func TestReusePortGroupBindErrorLeaksNothing(t *testing.T) {
 	if !errors.Is(err, syscall.EADDRINUSE) {
 		t.Fatalf("group on a port held without SO_REUSEPORT: %v, want EADDRINUSE", err)
 	}
-	_, err = udp.NewShared(context.Background(), "udp4", busy.LocalAddr().String())
+	_, err = sockfd.ListenPacket(context.Background(), "udp4", busy.LocalAddr().String())
 	if !errors.Is(err, syscall.EADDRINUSE) {
 		t.Fatalf("shared socket on a port in use: %v, want EADDRINUSE", err)
 	}

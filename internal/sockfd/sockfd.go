@@ -83,9 +83,10 @@ func (h *Held) Close() error {
 // Group is a list of held sockets indexed by slot: the members of a
 // reuseport group. A slot may be empty (see Take), and filled again.
 type Group struct {
-	mu     sync.Mutex
-	fds    []int // -1: empty slot
-	closed bool
+	opening sync.Mutex // serialises FDOrOpen
+	mu      sync.Mutex
+	fds     []int // -1: empty slot
+	closed  bool
 }
 
 // Add holds c (see Hold) as the next slot.
@@ -137,6 +138,30 @@ func (g *Group) FD(slot int) (int, error) {
 		return -1, fmt.Errorf("slot %d: %w", slot, ErrEmptySlot)
 	}
 	return g.fds[slot], nil
+}
+
+// FDOrOpen is FD, except that a slot with no socket (empty, or beyond
+// the end: the slots between stay empty) is first filled with the socket
+// open returns, which is held as Put holds it. opened says whether open
+// ran. Calls are serialised, so two callers never open one slot twice.
+func (g *Group) FDOrOpen(slot int, open func() (Conn, error)) (fd int, opened bool, err error) {
+	if slot < 0 {
+		return -1, false, fmt.Errorf("negative slot %d", slot)
+	}
+	g.opening.Lock()
+	defer g.opening.Unlock()
+	if fd, err := g.FD(slot); err == nil || (slot < g.Len() && !errors.Is(err, ErrEmptySlot)) {
+		return fd, false, err
+	}
+	c, err := open()
+	if err != nil {
+		return -1, false, err
+	}
+	if err := g.Put(slot, c); err != nil {
+		return -1, false, err
+	}
+	fd, err = g.FD(slot)
+	return fd, err == nil, err
 }
 
 // ErrEmptySlot is returned by FD for a slot whose socket was taken out.

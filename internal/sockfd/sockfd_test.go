@@ -91,3 +91,42 @@ func TestGroup(t *testing.T) {
 		t.Fatalf("fds: %d before, %d after", len(before), len(after))
 	}
 }
+
+// FDOrOpen opens a socket for an empty slot or one beyond the end, once,
+// and only there.
+func TestFDOrOpen(t *testing.T) {
+	var g Group
+	defer g.Close()
+	opens := 0
+	open := func() (Conn, error) {
+		opens++
+		return net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	}
+	fd2, opened, err := g.FDOrOpen(2, open)
+	if err != nil || !opened || g.Len() != 3 {
+		t.Fatalf("FDOrOpen(2) on an empty group = %d, %v, %v (len %d); want a socket, opened, len 3", fd2, opened, err, g.Len())
+	}
+	if fd, opened, err := g.FDOrOpen(2, open); fd != fd2 || opened || err != nil {
+		t.Fatalf("FDOrOpen(2) again = %d, %v, %v; want %d without opening", fd, opened, err, fd2)
+	}
+	if _, err := g.FD(0); !errors.Is(err, ErrEmptySlot) {
+		t.Fatalf("slot 0 between: %v, want ErrEmptySlot", err)
+	}
+	if _, opened, err := g.FDOrOpen(0, open); !opened || err != nil {
+		t.Fatalf("FDOrOpen(0) of an empty slot: opened %v, %v", opened, err)
+	}
+	fail := errors.New("bind failed")
+	if _, _, err := g.FDOrOpen(1, func() (Conn, error) { return nil, fail }); !errors.Is(err, fail) {
+		t.Fatalf("a failing open: %v, want its error", err)
+	}
+	if _, _, err := g.FDOrOpen(-1, open); err == nil {
+		t.Fatal("FDOrOpen(-1) succeeded")
+	}
+	if opens != 2 {
+		t.Fatalf("%d opens, want 2", opens)
+	}
+	g.Close()
+	if _, _, err := g.FDOrOpen(1, open); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("FDOrOpen after Close: %v, want net.ErrClosed", err)
+	}
+}
