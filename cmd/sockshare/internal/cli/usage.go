@@ -1,0 +1,94 @@
+package cli
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/sockshare/sockshare"
+	"github.com/sockshare/sockshare/policy"
+)
+
+// Usage returns the full usage text of the sockshare command, ending in a
+// newline. The -workers default shown is this machine's.
+func Usage() string {
+	var names []string
+	for _, n := range policy.Names() {
+		names = append(names, string(n))
+	}
+	r := strings.NewReplacer(
+		"{ncpu}", strconv.Itoa(defaultWorkers()),
+		"{max}", strconv.Itoa(sockshare.MaxWorkers),
+		"{policies}", strings.Join(names, ", "),
+		"{default}", string(policy.Default),
+		"{env}", policy.EnvVar,
+		"{timeout}", DefaultShutdownTimeout.String(),
+	)
+	return r.Replace(usageText)
+}
+
+const usageText = `Usage:
+  sockshare run [flags] -- command [args...]
+  sockshare version
+
+sockshare runs any program as N worker processes that share listening
+sockets. It binds every -listen address once, starts the workers with the
+sockets as inherited descriptors (3, 4, ... in -listen order), restarts a
+worker that dies, and reloads them one slot at a time on SIGHUP.
+
+Subcommands:
+  run       run the command as workers (flags below)
+  version   print the version and exit
+
+Flags of run:
+  -workers N
+        worker processes, 1..{max} (default {ncpu}, the number of CPUs)
+  -policy P
+        how the workers share each address, one of
+        {policies}
+        (aliases none = shared, round-robin = rr; default: ${env},
+        else {default})
+  -dispatch auto|master|kernel
+        who picks the worker of each connection under rr, leastconn and
+        sticky: the master (accept and hand over), the kernel (a BPF
+        program; needs root or CAP_BPF+CAP_NET_ADMIN), or auto: the kernel
+        where it can, else the master (default auto)
+  -listen URL
+        an address to share, for example tcp://127.0.0.1:8080 or
+        udp://0.0.0.0:5353; repeat for several, at least one
+  -metrics host:port
+        serve Prometheus /metrics and /healthz there (default: off;
+        port 0 picks a free port)
+  -shutdown-timeout D
+        how long a stopping worker may take before it is killed
+        (default {timeout})
+  -ready notify|started|delay:D
+        when a worker counts as ready, which a reload waits for before it
+        stops the old worker of the slot and /healthz needs:
+          notify    it sends READY=1 to $NOTIFY_SOCKET (sd_notify); a worker
+                    that never does is never ready (default)
+          started   as soon as its process has started
+          delay:D   D after its process has started, for example delay:2s
+
+Each worker inherits sockshare's environment, plus:
+  LISTEN_FDS=n, LISTEN_FDNAMES=a:b, LISTEN_PID=<the worker's pid>
+        systemd socket activation: the sockets are fds 3..3+n-1
+  EINHORN_FD_COUNT=n, EINHORN_FD_0=3, EINHORN_FD_1=4, ...
+        einhorn
+  SERVER_STARTER_PORT=addr=fd;addr=fd
+        Server::Starter (start_server)
+  SOCKSHARE_WORKER_ID=<id>
+        the worker's id, never reused
+  SOCKSHARE_SLOT=<slot>
+        the worker's slot, 0..N-1, kept by its replacements
+  NOTIFY_SOCKET=<path>
+        where the worker sends READY=1, STOPPING=1 (sd_notify)
+
+Signals to sockshare:
+  HUP         reload: replace the workers one slot at a time, each new one
+              ready before the old one stops
+  TERM, INT   stop: workers get SIGTERM, then SIGKILL after -shutdown-timeout
+  TTIN        add a worker
+  TTOU        remove a worker
+
+A bad command line prints one line on stderr and exits with status 2.
+`
