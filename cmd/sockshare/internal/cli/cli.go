@@ -210,14 +210,18 @@ func Parse(args []string) (*Options, error) {
 }
 
 // ParseListen parses o.Listen, in order, with parse (the listen-URL parser
-// of the package that opens the sockets) and returns the results in the
-// same order. The first failure is an error matching [ErrUsage] that names
-// the value and wraps parse's error.
+// of the package that opens the sockets, fdproto.ParseListenURL) and
+// returns the results in the same order. The first failure is an error
+// matching [ErrUsage] that wraps parse's error and names the value (once:
+// not again when parse's message quotes it already).
 func ParseListen[T any](o *Options, parse func(string) (T, error)) ([]T, error) {
 	out := make([]T, 0, len(o.Listen))
 	for _, s := range o.Listen {
 		v, err := parse(s)
 		if err != nil {
+			if strings.Contains(err.Error(), strconv.Quote(s)) {
+				return nil, usageErr("-listen", err, "-listen: %v", err)
+			}
 			return nil, usageErr("-listen", err, "-listen %q: %v", s, err)
 		}
 		out = append(out, v)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sockshare/sockshare"
 	"github.com/sockshare/sockshare/cmd/sockshare/internal/cli"
+	"github.com/sockshare/sockshare/cmd/sockshare/internal/fdproto"
 	"github.com/sockshare/sockshare/policy"
 )
 
@@ -270,6 +271,30 @@ func TestParseListen(t *testing.T) {
 	}
 }
 
+// TestParseListenWithFDProto runs the runner's real parser: its error
+// quotes the value, which then appears once.
+func TestParseListenWithFDProto(t *testing.T) {
+	hermetic(t)
+	o, err := cli.Parse(strings.Fields("-listen tcp://127.0.0.1:8080#http -listen udp://[::1]:5353 -- x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	socks, err := cli.ParseListen(o, fdproto.ParseListenURL)
+	if err != nil || len(socks) != 2 || socks[0].Network != "tcp" || socks[1].Network != "udp" {
+		t.Fatalf("ParseListen = %+v, %v; want the tcp then the udp socket", socks, err)
+	}
+
+	o.Listen = []string{"tcp://127.0.0.1:8080", "127.0.0.1:8081"}
+	_, err = cli.ParseListen(o, fdproto.ParseListenURL)
+	if !errors.Is(err, cli.ErrUsage) || !errors.Is(err, fdproto.ErrBadListen) {
+		t.Fatalf("ParseListen(no scheme): err = %v, want ErrUsage and fdproto.ErrBadListen", err)
+	}
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "sockshare: -listen: ") || strings.Count(msg, `"127.0.0.1:8081"`) != 1 || strings.Contains(msg, "\n") {
+		t.Errorf("ParseListen(no scheme): %q: want one line starting \"sockshare: -listen: \" that quotes the value once", msg)
+	}
+}
+
 func TestReadyString(t *testing.T) {
 	for _, s := range []string{"notify", "started", "delay:2s", "delay:1m30s"} {
 		hermetic(t)
@@ -290,9 +315,9 @@ func TestUsage(t *testing.T) {
 		"-workers N", "(default " + strconv.Itoa(min(runtime.NumCPU(), sockshare.MaxWorkers)),
 		"-policy P", "shared, rr, leastconn, reuseport, sticky",
 		"-dispatch auto|master|kernel", "(default auto)",
-		"-listen URL", "-metrics host:port", "-shutdown-timeout D", "(default 10s)",
+		"-listen network://host:port[#name]", "-metrics host:port", "-shutdown-timeout D", "(default 10s)",
 		"-ready notify|started|delay:D",
-		"LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "EINHORN_FD_COUNT", "EINHORN_FD_0",
+		"LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "EINHORN_FD_COUNT", "EINHORN_FD_0", "EINHORN_FDS",
 		"SERVER_STARTER_PORT", "SOCKSHARE_WORKER_ID", "SOCKSHARE_SLOT", "NOTIFY_SOCKET",
 		"HUP", "TERM, INT", "TTIN", "TTOU", "status 2",
 	} {

@@ -52,9 +52,11 @@ Flags of run:
         sticky: the master (accept and hand over), the kernel (a BPF
         program; needs root or CAP_BPF+CAP_NET_ADMIN), or auto: the kernel
         where it can, else the master (default auto)
-  -listen URL
-        an address to share, for example tcp://127.0.0.1:8080 or
-        udp://0.0.0.0:5353; repeat for several, at least one
+  -listen network://host:port[#name]
+        an address to share; repeat for several, at least one. network is
+        tcp, tcp4, tcp6, udp, udp4 or udp6; the host is required (0.0.0.0
+        or [::] for every address); name is the socket's LISTEN_FDNAMES
+        entry. For example tcp://127.0.0.1:8080#http, udp://[::]:5353
   -metrics host:port
         serve Prometheus /metrics and /healthz there (default: off;
         port 0 picks a free port)
@@ -71,11 +73,12 @@ Flags of run:
 
 Each worker inherits sockshare's environment, plus:
   LISTEN_FDS=n, LISTEN_FDNAMES=a:b, LISTEN_PID=<the worker's pid>
-        systemd socket activation: the sockets are fds 3..3+n-1
-  EINHORN_FD_COUNT=n, EINHORN_FD_0=3, EINHORN_FD_1=4, ...
+        systemd socket activation: the sockets are fds 3..3+n-1 in -listen
+        order; a socket without #name is named like tcp-127.0.0.1-8080
+  EINHORN_FD_COUNT=n, EINHORN_FD_0=3, EINHORN_FD_1=4, ..., EINHORN_FDS="3 4"
         einhorn
-  SERVER_STARTER_PORT=addr=fd;addr=fd
-        Server::Starter (start_server)
+  SERVER_STARTER_PORT=8080=3;127.0.0.1:8081=4;u5353=5
+        Server::Starter (start_server); u marks a udp socket
   SOCKSHARE_WORKER_ID=<id>
         the worker's id, never reused
   SOCKSHARE_SLOT=<slot>
