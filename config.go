@@ -1,9 +1,11 @@
 package sockshare
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"runtime"
 	"time"
@@ -98,6 +100,54 @@ type Config struct {
 	// first Listen served); a worker that misses it is killed and counted
 	// as a crash. Default 30s; negative disables it.
 	ReadyTimeout time.Duration
+
+	// Sockets are addresses the master opens before any worker starts and
+	// serves until it stops, whether or not a worker listens on them, so
+	// that programs which know nothing of sockshare can be workers: each
+	// worker inherits them as descriptors 3, 4, ... in this order (see
+	// Socket), and its IPC channel comes after them. A worker built with
+	// this package may also Listen on a Socket's network and address and
+	// gets the same group.
+	Sockets []Socket
+	// WorkerEnv, if set, returns entries to add to the environment of the
+	// worker about to start (id, slot). It runs before the process starts,
+	// on the goroutine that starts it; the master's own markers win.
+	WorkerEnv func(id, slot int) []string
+	// Readiness, if set, is one more way for a worker to become ready,
+	// beside Ready and its first Listen served: the master calls it on a
+	// goroutine of its own once the worker has started. It returns nil when
+	// the worker is ready; an error kills the worker, and the exit counts
+	// as a crash with that error. ctx ends when the worker becomes ready
+	// some other way or exits.
+	Readiness func(ctx context.Context, w WorkerInfo) error
+}
+
+// Socket is an address a Master opens before its workers start
+// (Config.Sockets). Every worker inherits it: the one socket under shared,
+// its slot's socket under reuseport and under kernel dispatch. Under rr,
+// leastconn and sticky with master dispatch there is no socket to inherit
+// (the master accepts); the descriptor is then missing from the list
+// (see Socket.Inherited), and workers must reach the address with Listen.
+type Socket struct {
+	Network string // tcp, tcp4, tcp6, udp, udp4 or udp6
+	Address string // host:port, as for Listen; port 0 picks one
+	// File, if set, is a socket already bound to Address (for example
+	// passed by systemd's socket activation), which the master serves
+	// instead of binding: a listening socket for tcp, a bound one for udp.
+	// The master takes a duplicate; the caller may close File. Under
+	// reuseport it is slot 0's socket and must have SO_REUSEPORT set (the
+	// other slots bind beside it); kernel dispatch cannot use it.
+	File *os.File
+}
+
+// Inherited reports whether workers inherit a descriptor for sockets
+// served under policy p with the given dispatch (DispatchMaster or
+// DispatchKernel): false where the master accepts for them.
+func (s Socket) Inherited(p policy.Name, dispatch string) bool {
+	if isPacketNet(s.Network) {
+		return true // a datagram socket is always shared or per slot
+	}
+	return !p.Dispatches() || dispatch == DispatchKernel
 }
 
 func (c Config) withDefaults() (Config, policy.Name, error) {
@@ -166,6 +216,19 @@ func (c Config) withDefaults() (Config, policy.Name, error) {
 	}
 	if c.Window < 0 || c.MaxPending < 0 || c.ReloadParallel < 0 {
 		return bad("Window, MaxPending and ReloadParallel must not be negative")
+	}
+	for i, s := range c.Sockets {
+		if !isStreamNet(s.Network) && !isPacketNet(s.Network) {
+			return bad("Sockets[%d]: network %q (want tcp, tcp4, tcp6, udp, udp4 or udp6)", i, s.Network)
+		}
+		if _, _, err := net.SplitHostPort(s.Address); err != nil {
+			return bad("Sockets[%d]: address %q: %v", i, s.Address, err)
+		}
+		for _, o := range c.Sockets[:i] {
+			if o.Network == s.Network && o.Address == s.Address {
+				return bad("Sockets[%d]: %s %s is listed twice", i, s.Network, s.Address)
+			}
+		}
 	}
 	if c.WorkerGOMAXPROCS == 0 {
 		c.WorkerGOMAXPROCS = max(1, runtime.NumCPU()/c.Workers)

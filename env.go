@@ -11,3 +11,10 @@ const (
 )
 
 var allMarkers = []string{envWorkerID, envSlot, envIPCFD, envMasterPID}
+
+// EnvExecShim, set in a process's environment, tells this package that
+// the process is an exec shim (cmd/sockshare's, which sets LISTEN_PID and
+// execs a worker command): it leaves the worker markers in the environment
+// for the program the shim runs, and the process is not a worker itself.
+// The shim removes the variable before it execs.
+const EnvExecShim = "SOCKSHARE_EXEC_SHIM"

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 
@@ -56,6 +57,8 @@ type group struct {
 	sockets  slotSockets     // shared, reuseport, kernel dispatch
 	disp     *tcp.Dispatcher // rr, leastconn; reuseport and kernel TCP: hands over a leaving slot's queue
 	kernel   *kernelGroup    // under kernel dispatch (also in sockets)
+	pinned   bool            // from Config.Sockets: open until the master stops
+	file     *os.File        // Socket.File to serve instead of binding, while opening
 
 	announced chan struct{} // closed once the opener has reported the group (fallback)
 	opMu      sync.Mutex    // serialises sending a slot's socket and releasing it
@@ -235,7 +238,7 @@ func (m *Master) groupFor(w *workerProc, req *ipc.Msg) (g *group, opened bool, f
 	key := groupKey{network: req.Network, addr: req.Addr, nth: req.Nth}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	g, opened, err = m.openGroupLocked(key, pol, fellBack, w.slot)
+	g, opened, err = m.openGroupLocked(key, pol, fellBack, w.slot, nil)
 	if err != nil {
 		return nil, false, nil, pol, err
 	}
@@ -279,7 +282,7 @@ func (m *Master) policyFor(network, asked string) (pol, requested policy.Name, f
 // addresses before any worker asks could call it too). The group closes
 // when it has no member and no reserved slot (see settle), so a caller
 // joins it or reserves a slot before releasing m.mu. Call with m.mu held.
-func (m *Master) openGroupLocked(key groupKey, pol policy.Name, fellBack bool, slot int) (g *group, opened bool, err error) {
+func (m *Master) openGroupLocked(key groupKey, pol policy.Name, fellBack bool, slot int, file *os.File) (g *group, opened bool, err error) {
 	if m.stopping {
 		return nil, false, errStopping
 	}
@@ -290,13 +293,14 @@ func (m *Master) openGroupLocked(key groupKey, pol policy.Name, fellBack bool, s
 		return g, false, nil
 	}
 	m.nextGroup++
-	g = &group{id: m.nextGroup, key: key, policy: pol, fellBack: fellBack,
+	g = &group{id: m.nextGroup, key: key, policy: pol, fellBack: fellBack, file: file,
 		announced: make(chan struct{}), members: map[*workerProc]bool{}, reserved: map[int]bool{}}
 	if isStreamNet(key.network) {
 		err = m.openStream(g, key.network, key.addr, slot)
 	} else {
 		err = m.openPacket(g, key.network, key.addr, slot)
 	}
+	g.file = nil // duplicated if used; the caller's
 	if err != nil {
 		return nil, false, err
 	}
@@ -358,7 +362,7 @@ func (m *Master) settle(g *group, slot int) {
 		m.mu.Unlock()
 		return
 	}
-	if len(g.members) == 0 && len(g.reserved) == 0 && !m.stopping {
+	if len(g.members) == 0 && len(g.reserved) == 0 && !g.pinned && !m.stopping {
 		g.closed = true
 		delete(m.groups, g.key)
 		delete(m.groupByID, g.id)
@@ -434,9 +438,12 @@ func (m *Master) openStream(g *group, network, address string, slot int) error {
 	ctx := context.Background()
 	var ln *net.TCPListener // the dispatcher's; nil for reuseport's and the kernel's
 	mode, kernel := m.kernelMode(g.policy)
+	if g.file != nil && (kernel || g.policy == policy.ReusePort) {
+		return errFileUnsupported
+	}
 	switch {
 	case kernel:
-		k, err := openKernelGroup(network, address, m.cfg.Workers, mode)
+		k, err := openKernelGroup(network, address, m.activeLocked(), mode)
 		if err != nil {
 			return err
 		}
@@ -447,6 +454,17 @@ func (m *Master) openStream(g *group, network, address string, slot int) error {
 			return err
 		}
 		g.sockets, g.addr = rp, rp.Addr()
+	case g.policy == policy.Shared && g.file != nil:
+		l, err := fileListener(g.file)
+		if err != nil {
+			return err
+		}
+		h, err := sockfd.Hold(l, l.Addr())
+		if err != nil {
+			return err
+		}
+		g.sockets, g.addr = sharedSocket{h}, h.Addr()
+		return nil
 	case g.policy == policy.Shared:
 		h, err := sockfd.Listen(ctx, network, address)
 		if err != nil {
@@ -454,6 +472,13 @@ func (m *Master) openStream(g *group, network, address string, slot int) error {
 		}
 		g.sockets, g.addr = sharedSocket{h}, h.Addr()
 		return nil
+	case g.file != nil:
+		l, err := fileListener(g.file)
+		if err != nil {
+			return err
+		}
+		ln = l
+		g.addr = ln.Addr()
 	default:
 		l, err := (&net.ListenConfig{}).Listen(ctx, network, address)
 		if err != nil {
@@ -495,8 +520,28 @@ func (m *Master) openPacket(g *group, network, address string, slot int) error {
 		return err
 	}
 	ctx := context.Background()
+	if g.file != nil {
+		if _, kernel := m.kernelMode(g.policy); kernel || g.policy == policy.ReusePort {
+			return errFileUnsupported
+		}
+		pc, err := net.FilePacketConn(g.file)
+		if err != nil {
+			return err
+		}
+		uc, ok := pc.(*net.UDPConn)
+		if !ok {
+			pc.Close()
+			return fmt.Errorf("the inherited socket is a %T, not a UDP socket", pc)
+		}
+		h, err := sockfd.Hold(uc, uc.LocalAddr())
+		if err != nil {
+			return err
+		}
+		g.sockets, g.addr = sharedSocket{h}, h.Addr()
+		return nil
+	}
 	if mode, kernel := m.kernelMode(g.policy); kernel {
-		k, err := openKernelGroup(network, address, m.cfg.Workers, mode)
+		k, err := openKernelGroup(network, address, m.activeLocked(), mode)
 		if err != nil {
 			return err
 		}
@@ -517,6 +562,25 @@ func (m *Master) openPacket(g *group, network, address string, slot int) error {
 	}
 	g.sockets, g.addr = sharedSocket{h}, h.Addr()
 	return nil
+}
+
+// errFileUnsupported is returned for a Socket.File under a policy that
+// needs sockets of its own making.
+var errFileUnsupported = fmt.Errorf("an inherited socket (Socket.File) serves shared and master-dispatched policies, not reuseport or kernel dispatch: %w", errors.ErrUnsupported)
+
+// fileListener makes a *net.TCPListener of an inherited listening socket
+// (a duplicate: f stays the caller's).
+func fileListener(f *os.File) (*net.TCPListener, error) {
+	l, err := net.FileListener(f)
+	if err != nil {
+		return nil, err
+	}
+	tl, ok := l.(*net.TCPListener)
+	if !ok {
+		l.Close()
+		return nil, fmt.Errorf("the inherited socket is a %T, not a TCP listener", l)
+	}
+	return tl, nil
 }
 
 // kernelMode says whether groups of policy p are dispatched by the kernel

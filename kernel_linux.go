@@ -84,6 +84,16 @@ func openKernelGroup(network, address string, slots int, mode kdispatch.Mode) (_
 // Addr is the bound address.
 func (k *kernelGroup) Addr() net.Addr { return k.addr }
 
+// slots is the number of slots the group was opened with: fixed.
+func (k *kernelGroup) slots() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.kd == nil {
+		return 0
+	}
+	return k.kd.Len()
+}
+
 // FD returns slot's socket; it stays owned by k.
 func (k *kernelGroup) FD(slot int) (int, error) {
 	k.mu.Lock()

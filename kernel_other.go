@@ -28,3 +28,4 @@ func (k *kernelGroup) Close() error             { return nil }
 func (k *kernelGroup) countsFD() int  { return -1 }
 func (k *kernelGroup) clearCount(int) {}
 func (k *kernelGroup) open() []int64  { return nil }
+func (k *kernelGroup) slots() int     { return 0 }

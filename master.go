@@ -38,6 +38,7 @@ type Master struct {
 	slots     []*slotState
 	groups    map[groupKey]*group
 	groupByID map[uint32]*group
+	pinned    []*group // Config.Sockets, in order
 	nextID    int
 	nextGroup uint32
 	stopping  bool
@@ -62,6 +63,7 @@ type slotState struct {
 	history  crashHistory
 	givenUp  bool
 	pending  bool // a restart is scheduled
+	removed  bool // scaled away: no worker, no restart (see Scale)
 }
 
 // NewMaster validates cfg and returns a Master. Errors wrap ErrBadConfig
@@ -123,7 +125,22 @@ func (m *Master) Policy() policy.Name { return m.pol }
 func (m *Master) Dispatch() string { return m.dispatch }
 
 // NumWorkers is the configured number of worker slots.
-func (m *Master) NumWorkers() int { return m.cfg.Workers }
+// It changes with Scale.
+func (m *Master) NumWorkers() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.activeLocked()
+}
+
+// activeLocked is the number of slots in use: the slots below it. Slots
+// at and above it were removed by Scale. Call with m.mu held.
+func (m *Master) activeLocked() int {
+	n := len(m.slots)
+	for n > 0 && m.slots[n-1].removed {
+		n--
+	}
+	return n
+}
 
 // Run starts the workers and supervises them until ctx ends, then shuts
 // down gracefully (see the package documentation) and returns nil. It
@@ -134,6 +151,10 @@ func (m *Master) Run(ctx context.Context) error {
 		return errors.New("sockshare: Master.Run called twice")
 	}
 	defer close(m.done)
+	if err := m.openSockets(); err != nil {
+		m.shutdown()
+		return err
+	}
 	for slot := range m.slots {
 		if _, err := m.spawn(slot); err != nil {
 			m.shutdown()
@@ -172,7 +193,7 @@ func (m *Master) emit(e Event) {
 	}
 }
 
-func (m *Master) workerEnv(id, slot int) []string {
+func (m *Master) workerEnv(id, slot, ipcFD int) []string {
 	env := make([]string, 0, len(m.cfg.Env)+6)
 	hasGOMAXPROCS := false
 	for _, kv := range m.cfg.Env {
@@ -187,10 +208,17 @@ func (m *Master) workerEnv(id, slot int) []string {
 	if !hasGOMAXPROCS && m.cfg.WorkerGOMAXPROCS > 0 {
 		env = append(env, "GOMAXPROCS="+strconv.Itoa(m.cfg.WorkerGOMAXPROCS))
 	}
+	if m.cfg.WorkerEnv != nil {
+		for _, kv := range m.cfg.WorkerEnv(id, slot) {
+			if !strings.HasPrefix(kv, envPrefix) {
+				env = append(env, kv)
+			}
+		}
+	}
 	return append(env,
 		envWorkerID+"="+strconv.Itoa(id),
 		envSlot+"="+strconv.Itoa(slot),
-		envIPCFD+"=3",
+		envIPCFD+"="+strconv.Itoa(ipcFD),
 		envMasterPID+"="+strconv.Itoa(os.Getpid()),
 	)
 }
@@ -233,17 +261,22 @@ func (m *Master) spawn(slot int) (*workerProc, error) {
 	m.mu.Unlock()
 	defer m.spawning.Done()
 
+	inherited, err := m.inheritFiles(slot)
+	if err != nil {
+		return nil, err
+	}
+	defer closeFiles(inherited)
 	local, remote, err := passfd.Socketpair()
 	if err != nil {
 		return nil, err
 	}
 
 	cmd := exec.Command(m.cfg.Program, m.cfg.Args...)
-	cmd.Env = m.workerEnv(id, slot)
+	cmd.Env = m.workerEnv(id, slot, 3+len(inherited))
 	cmd.Dir = m.cfg.Dir
 	cmd.Stdout = m.cfg.Stdout
 	cmd.Stderr = m.cfg.Stderr
-	cmd.ExtraFiles = []*os.File{remote} // fd 3 in the child
+	cmd.ExtraFiles = append(inherited, remote) // from fd 3 in the child
 	cmd.SysProcAttr = workerSysProcAttr()
 	err = cmd.Start()
 	remote.Close()
@@ -264,11 +297,13 @@ func (m *Master) spawn(slot int) (*workerProc, error) {
 		chosenBase: make(map[uint32]uint64),
 		groups:     make(map[uint32]*group),
 		exited:     make(chan struct{}),
+		handled:    make(chan struct{}),
 		ipcDone:    make(chan struct{}),
 		ready:      make(chan struct{}),
 	}
 	m.mu.Lock()
 	m.workers[id] = w
+	m.joinPinnedLocked(w)
 	s := m.slots[slot]
 	s.current = w
 	s.pending = false
@@ -282,10 +317,14 @@ func (m *Master) spawn(slot int) (*workerProc, error) {
 	if m.cfg.ReadyTimeout > 0 {
 		go w.readyWatchdog(m.cfg.ReadyTimeout)
 	}
+	if m.cfg.Readiness != nil {
+		go w.awaitReadiness(w.info(0))
+	}
 	return w, nil
 }
 
 func (m *Master) onExit(w *workerProc) {
+	defer close(w.handled)
 	e := w.exitEvent
 	m.mu.Lock()
 	delete(m.workers, w.id)
@@ -362,7 +401,7 @@ func (m *Master) restartSlot(slot int) {
 	// taken meanwhile (a reload's replacement) must be restarted again
 	// when its worker crashes.
 	s.pending = false
-	skip := m.stopping || s.givenUp || s.current != nil
+	skip := m.stopping || s.givenUp || s.removed || s.current != nil
 	if !skip {
 		s.restarts++
 	}
@@ -376,7 +415,7 @@ func (m *Master) restartSlot(slot int) {
 		}
 		m.log.Error("sockshare: restart failed", "slot", slot, "err", err)
 		// Count it as a crash of a worker that never ran.
-		w := &workerProc{slot: slot, started: time.Now(), exited: make(chan struct{})}
+		w := &workerProc{slot: slot, started: time.Now(), exited: make(chan struct{}), handled: make(chan struct{})}
 		w.exitEvent = Event{Type: EventExit, Slot: slot, ExitCode: -1, Err: err}
 		m.onExit(w)
 	}
@@ -404,7 +443,7 @@ func (m *Master) WaitReady(ctx context.Context) error {
 		}
 		ready, live := true, 0
 		for _, s := range m.slots {
-			if s.givenUp {
+			if s.givenUp || s.removed {
 				continue
 			}
 			live++
@@ -440,7 +479,7 @@ func (m *Master) allGivenUp() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, s := range m.slots {
-		if !s.givenUp {
+		if !s.givenUp && !s.removed {
 			return false
 		}
 	}

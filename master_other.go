@@ -49,3 +49,6 @@ func (m *Master) WaitReady(context.Context) error { return ErrUnsupported }
 
 // Dispatch returns the empty string.
 func (m *Master) Dispatch() string { return "" }
+
+// Scale returns ErrUnsupported.
+func (m *Master) Scale(context.Context, int) error { return ErrUnsupported }

@@ -41,6 +41,7 @@ type workerProc struct {
 
 	ready     chan struct{} // closed when the worker is ready
 	exited    chan struct{} // closed when the process has been waited for
+	handled   chan struct{} // closed when the supervisor has handled the exit (onExit)
 	ipcDone   chan struct{} // closed when the reader loop ended
 	exitEvent Event
 
@@ -262,6 +263,7 @@ func (w *workerProc) markReady() {
 		close(w.ready)
 		w.m.notifyLocked()
 		w.m.mu.Unlock()
+		w.m.livePinned(w)
 		w.m.emit(Event{Type: EventReady, WorkerID: w.id, Slot: w.slot, PID: w.pid})
 	})
 }

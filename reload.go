@@ -55,9 +55,10 @@ func (r reloadReq) run(m *Master) {
 	m.reloadMu.Lock()
 	defer m.reloadMu.Unlock()
 	par := max(1, m.cfg.ReloadParallel)
-	for first := 0; first < len(m.slots); first += par {
+	n := m.NumWorkers() // Scale waits for reloadMu too
+	for first := 0; first < n; first += par {
 		var wg sync.WaitGroup
-		errs := make([]error, min(par, len(m.slots)-first))
+		errs := make([]error, min(par, n-first))
 		for i := range errs {
 			wg.Add(1)
 			go func() {
