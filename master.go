@@ -324,7 +324,9 @@ func (m *Master) spawn(slot int) (*workerProc, error) {
 }
 
 func (m *Master) onExit(w *workerProc) {
-	defer close(w.handled)
+	if w.handled != nil {
+		defer close(w.handled)
+	}
 	e := w.exitEvent
 	m.mu.Lock()
 	delete(m.workers, w.id)
@@ -597,7 +599,7 @@ func (m *Master) Listeners() []ListenerInfo {
 	m.mu.Unlock()
 	out := make([]ListenerInfo, 0, len(gs))
 	for _, g := range gs {
-		li := ListenerInfo{Network: g.key.network, Addr: g.addr.String(), Policy: g.policy, Dispatch: g.dispatchLabel()}
+		li := ListenerInfo{Network: g.key.network, Addr: g.addr.String(), Requested: g.key.addr, Pinned: g.pinned, Policy: g.policy, Dispatch: g.dispatchLabel()}
 		if g.kernel != nil {
 			li.Chosen, li.Open = g.kernel.chosen(), g.kernel.open()
 		}

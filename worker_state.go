@@ -62,8 +62,12 @@ type WorkerInfo struct {
 // master hands to the others.
 type ListenerInfo struct {
 	Network string
-	Addr    string
-	Policy  policy.Name
+	Addr    string // as bound: port 0 resolved
+	// Requested is the address as Listen or Config.Sockets asked for it.
+	Requested string
+	// Pinned: from Config.Sockets, served until the master stops.
+	Pinned bool
+	Policy policy.Name
 	// Dispatch is who chooses the worker of each connection:
 	// DispatchMaster or DispatchKernel; "" for shared and reuseport.
 	Dispatch string
