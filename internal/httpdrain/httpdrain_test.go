@@ -1,4 +1,4 @@
-package sockshare
+package httpdrain
 
 import (
 	"bufio"
@@ -34,9 +34,6 @@ func (l *closeSignalListener) Close() error {
 // and ServeHTTP's result. accepted receives every conn the server accepted.
 func drainServer(t *testing.T, window time.Duration, srv *http.Server, cfg *tls.Config) (addr string, ln *closeSignalListener, drain func(), result <-chan error, accepted <-chan net.Conn) {
 	t.Helper()
-	prev := drainWindow
-	drainWindow = window
-	t.Cleanup(func() { drainWindow = prev })
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +55,7 @@ func drainServer(t *testing.T, window time.Duration, srv *http.Server, cfg *tls.
 	res := make(chan error, 1)
 	done := make(chan struct{})
 	go func() {
-		res <- ServeHTTP(ctx, srv, ln, 10*time.Second)
+		res <- Serve(ctx, srv, ln, 10*time.Second, window)
 		close(done)
 	}()
 	t.Cleanup(func() {
