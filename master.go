@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sockshare/sockshare/internal/ipc"
+	"github.com/sockshare/sockshare/internal/restart"
 	"github.com/sockshare/sockshare/passfd"
 	"github.com/sockshare/sockshare/policy"
 	"github.com/sockshare/sockshare/tcp"
@@ -29,7 +30,7 @@ type Master struct {
 	pol      policy.Name
 	dispatch string // DispatchMaster or DispatchKernel
 	log      *slog.Logger
-	restart  restartPolicy
+	restart  restart.Policy
 
 	running atomic.Bool
 
@@ -60,7 +61,7 @@ type Master struct {
 type slotState struct {
 	current  *workerProc
 	restarts int
-	history  crashHistory
+	history  restart.History
 	givenUp  bool
 	pending  bool // a restart is scheduled
 	removed  bool // scaled away: no worker, no restart (see Scale)
@@ -84,11 +85,12 @@ func NewMaster(cfg Config) (*Master, error) {
 		return nil, err
 	}
 	m := &Master{
-		cfg:       c,
-		pol:       pol,
-		dispatch:  dispatch,
-		log:       c.Logger,
-		restart:   newRestartPolicy(c),
+		cfg:      c,
+		pol:      pol,
+		dispatch: dispatch,
+		log:      c.Logger,
+		restart: restart.Policy{FirstDelay: c.RestartDelay, MaxDelay: c.MaxRestartDelay,
+			StableAfter: c.StableAfter, Window: c.CrashWindow, MaxCrashes: c.MaxCrashes},
 		workers:   make(map[int]*workerProc),
 		slots:     make([]*slotState, c.Workers),
 		groups:    make(map[groupKey]*group),
@@ -341,13 +343,13 @@ func (m *Master) onExit(w *workerProc) {
 	var delay time.Duration
 	var giveUp error
 	if crashed {
-		gaveUp, n := m.restart.crashed(&s.history, w.started, time.Now())
+		gaveUp, n := m.restart.Crashed(&s.history, w.started, time.Now())
 		if gaveUp {
 			s.givenUp = true
 			giveUp = fmt.Errorf("slot %d crashed %d times within %v; giving up", w.slot, n, m.cfg.CrashWindow)
 		} else if s.current == nil && !s.pending {
 			restart = true
-			delay = m.restart.nextDelay(&s.history)
+			delay = m.restart.NextDelay(&s.history)
 			s.pending = true
 		}
 	}

@@ -87,7 +87,7 @@ func (m *Master) replaceSlot(ctx context.Context, slot int) error {
 	old := s.current
 	// A given-up slot gets a fresh start.
 	s.givenUp = false
-	m.restart.reset(&s.history)
+	m.restart.Reset(&s.history)
 	m.mu.Unlock()
 
 	nw, err := m.spawn(slot)
