@@ -3,6 +3,7 @@ package sockshare
 import (
 	"context"
 	"fmt"
+	"github.com/sockshare/sockshare/internal/ipc"
 	"io"
 	"log/slog"
 	"net"
@@ -144,7 +145,7 @@ type Socket struct {
 // served under policy p with the given dispatch (DispatchMaster or
 // DispatchKernel): false where the master accepts for them.
 func (s Socket) Inherited(p policy.Name, dispatch string) bool {
-	if isPacketNet(s.Network) {
+	if ipc.PacketNet(s.Network) {
 		return true // a datagram socket is always shared or per slot
 	}
 	return !p.Dispatches() || dispatch == DispatchKernel
@@ -218,7 +219,7 @@ func (c Config) withDefaults() (Config, policy.Name, error) {
 		return bad("Window, MaxPending and ReloadParallel must not be negative")
 	}
 	for i, s := range c.Sockets {
-		if !isStreamNet(s.Network) && !isPacketNet(s.Network) {
+		if !ipc.StreamNet(s.Network) && !ipc.PacketNet(s.Network) {
 			return bad("Sockets[%d]: network %q (want tcp, tcp4, tcp6, udp, udp4 or udp6)", i, s.Network)
 		}
 		if _, _, err := net.SplitHostPort(s.Address); err != nil {

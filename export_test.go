@@ -2,7 +2,11 @@
 
 package sockshare
 
-import "net"
+import (
+	"net"
+
+	"github.com/sockshare/sockshare/internal/worker"
+)
 
 // Test-only hooks. This file is compiled into the test binary only, which
 // is also what the test masters run as their workers.
@@ -10,12 +14,7 @@ import "net"
 // WorkerIPCForTest returns this worker's end of the IPC socketpair, or nil
 // outside a worker. Tests write malformed messages on it to check that the
 // master survives them.
-func WorkerIPCForTest() *net.UnixConn {
-	if self == nil {
-		return nil
-	}
-	return self.conn
-}
+func WorkerIPCForTest() *net.UnixConn { return worker.IPCForTest() }
 
 // ProbeFDPassingForTest runs the descriptor-passing probe behind
 // Capabilities afresh (Capabilities caches its result).

@@ -148,12 +148,12 @@ func (m *Master) listenFailed(w *workerProc, req *ipc.Msg, pol policy.Name, err 
 	if errors.As(err, &errno) {
 		reply.Errno = uint32(errno)
 	}
-	reply.Flags = remoteFlags(err)
+	reply.Flags = ipc.ErrorFlags(err)
 	w.send(&reply, nil)
 	// Info, not Warn: the error is the worker's Listen result and an
 	// EventListenError; the program decides whether it is a problem.
 	m.log.Info("sockshare: listen failed", "worker", w.id, "network", req.Network, "addr", req.Addr, "err", err)
-	remote := &remoteError{msg: reply.Err, errno: errno, flags: reply.Flags}
+	remote := &ipc.RemoteError{Msg: reply.Err, Errno: errno, Flags: reply.Flags}
 	m.mu.Lock()
 	if m.firstListenErr == nil {
 		m.firstListenErr = &ListenError{WorkerID: w.id, Network: req.Network, Addr: req.Addr, Err: remote}
@@ -265,8 +265,8 @@ func (m *Master) policyFor(network, asked string) (pol, requested policy.Name, f
 	}
 	requested = pol
 	switch {
-	case isStreamNet(network):
-	case isPacketNet(network):
+	case ipc.StreamNet(network):
+	case ipc.PacketNet(network):
 		if _, kernel := m.kernelMode(pol); !kernel || pol != policy.Sticky {
 			pol, fellBack = pol.ForPacket()
 		}
@@ -295,7 +295,7 @@ func (m *Master) openGroupLocked(key groupKey, pol policy.Name, fellBack bool, s
 	m.nextGroup++
 	g = &group{id: m.nextGroup, key: key, policy: pol, fellBack: fellBack, file: file,
 		announced: make(chan struct{}), members: map[*workerProc]bool{}, reserved: map[int]bool{}}
-	if isStreamNet(key.network) {
+	if ipc.StreamNet(key.network) {
 		err = m.openStream(g, key.network, key.addr, slot)
 	} else {
 		err = m.openPacket(g, key.network, key.addr, slot)
@@ -306,7 +306,7 @@ func (m *Master) openGroupLocked(key groupKey, pol policy.Name, fellBack bool, s
 	}
 	m.groups[key] = g
 	m.groupByID[g.id] = g
-	if isPacketNet(key.network) && m.cfg.UDPSteering && pol != policy.ReusePort {
+	if ipc.PacketNet(key.network) && m.cfg.UDPSteering && pol != policy.ReusePort {
 		m.log.Warn("sockshare: UDP steering needs the reuseport policy; not applied", "policy", pol, "addr", g.addr.String())
 	}
 	return g, true, nil

@@ -3,6 +3,7 @@ package sockshare
 import (
 	"context"
 	"fmt"
+	"github.com/sockshare/sockshare/internal/ipc"
 	"net"
 	"sync"
 	"syscall"
@@ -39,7 +40,7 @@ func openKernelGroup(network, address string, slots int, mode kdispatch.Mode) (_
 	lc.SetMultipathTCP(false)
 	ctx := context.Background()
 	bind := func(addr string) (sockfd.Conn, net.Addr, error) {
-		if isPacketNet(network) {
+		if ipc.PacketNet(network) {
 			pc, err := lc.ListenPacket(ctx, network, addr)
 			if err != nil {
 				return nil, nil, err

@@ -1,12 +1,10 @@
 package sockshare
 
 import (
-	"fmt"
-	"time"
-
 	"context"
-	"github.com/sockshare/sockshare/policy"
 	"net"
+
+	"github.com/sockshare/sockshare/internal/worker"
 )
 
 // Listen announces on the local network address, like net.Listen. In a
@@ -56,144 +54,55 @@ type ListenConfig struct {
 // Listen is like the package-level Listen, with ctx bounding the wait for
 // the master's answer.
 func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (net.Listener, error) {
-	if !isStreamNet(network) {
-		return nil, &net.OpError{Op: "listen", Net: network, Err: errNetwork(network, "tcp, tcp4 or tcp6; ListenPacket serves udp")}
-	}
-	if err := lc.checkPolicy(network, address); err != nil {
-		return nil, err
-	}
-	if markerErr != nil {
-		return nil, wrapListenErr(network, address, lc.Policy, markerErr)
-	}
-	if self == nil {
-		var nlc net.ListenConfig
-		return nlc.Listen(ctx, network, address)
-	}
-	return self.listen(ctx, network, address, lc.Policy)
+	return worker.Listen(ctx, network, address, lc.Policy)
 }
 
 // ListenPacket is like the package-level ListenPacket, with ctx bounding
 // the wait for the master's answer.
 func (lc *ListenConfig) ListenPacket(ctx context.Context, network, address string) (net.PacketConn, error) {
-	if !isPacketNet(network) {
-		return nil, &net.OpError{Op: "listen", Net: network, Err: errNetwork(network, "udp, udp4 or udp6; Listen serves tcp")}
-	}
-	if err := lc.checkPolicy(network, address); err != nil {
-		return nil, err
-	}
-	if markerErr != nil {
-		return nil, wrapListenErr(network, address, lc.Policy, markerErr)
-	}
-	if self == nil {
-		var nlc net.ListenConfig
-		return nlc.ListenPacket(ctx, network, address)
-	}
-	return self.listenPacket(ctx, network, address, lc.Policy)
+	return worker.ListenPacket(ctx, network, address, lc.Policy)
 }
-
-// checkPolicy rejects an unknown policy name before anything is bound,
-// standalone as in a worker, so a typo never goes unnoticed.
-func (lc *ListenConfig) checkPolicy(network, address string) error {
-	if lc.Policy == "" {
-		return nil
-	}
-	if _, err := policy.Parse(lc.Policy); err != nil {
-		return wrapListenErr(network, address, lc.Policy, err)
-	}
-	return nil
-}
-
-func isStreamNet(n string) bool { return n == "tcp" || n == "tcp4" || n == "tcp6" }
-func isPacketNet(n string) bool { return n == "udp" || n == "udp4" || n == "udp6" }
-
-type networkError struct {
-	network, want string
-}
-
-func (e *networkError) Error() string {
-	return "sockshare: " + ErrNetwork.Error() + " " + quote(e.network) + " (want " + e.want + ")"
-}
-
-func (e *networkError) Unwrap() error { return ErrNetwork }
-
-func errNetwork(network, want string) error { return &networkError{network, want} }
-
-func quote(s string) string { return "\"" + s + "\"" }
 
 // IsWorker reports whether this process runs as a worker under a master.
-func IsWorker() bool { return self != nil }
+func IsWorker() bool { return worker.Active() }
 
 // WorkerID returns this worker's id (monotonic, never reused, from 1), or 0
 // outside a worker.
-func WorkerID() int {
-	if self == nil {
-		return 0
-	}
-	return self.id
-}
+func WorkerID() int { return worker.ID() }
 
 // Slot returns this worker's stable slot index (0..Workers-1), or -1
 // outside a worker.
-func Slot() int {
-	if self == nil {
-		return -1
-	}
-	return self.slot
-}
+func Slot() int { return worker.Slot() }
 
 // Ready tells the master this worker is ready to serve. Without it the
 // first Listen served counts as ready. Outside a worker it does nothing.
-func Ready() error {
-	if self == nil {
-		return nil
-	}
-	return self.ready()
-}
+func Ready() error { return worker.Ready() }
 
 // Send sends payload to the master's Config.OnMessage. It returns
 // ErrNotWorker outside a worker.
 func Send(payload []byte) error {
-	if self == nil {
+	if !worker.Active() {
 		return ErrNotWorker
 	}
-	return self.sendUser(payload)
+	return worker.Send(payload)
 }
 
 // HandleMessages sets the function that receives the master's messages
 // (Master.Send). It runs on the worker's IPC goroutine and must not block:
 // connection handoffs wait behind it. Messages that arrive before a
 // handler is set are dropped.
-func HandleMessages(h func(payload []byte)) {
-	if self == nil {
-		return
-	}
-	self.setHandler(h)
-}
+func HandleMessages(h func(payload []byte)) { worker.HandleMessages(h) }
 
 // OrphanGrace is how long a worker whose master is gone may drain after
 // the SIGTERM it sends itself, before it sends itself SIGKILL. It is short
 // on purpose: an orphan cannot be supervised, and while it drains it holds
 // the address (shared, reuseport), so a restarted master could not bind it.
-const OrphanGrace = 500 * time.Millisecond
+const OrphanGrace = worker.OrphanGrace
 
 // MasterGone returns a channel closed when the connection to the master is
 // lost; the worker then terminates itself (SIGTERM, then SIGKILL after
 // OrphanGrace). Outside a worker it returns nil.
-func MasterGone() <-chan struct{} {
-	if self == nil {
-		return nil
-	}
-	return self.gone
-}
-
-// wrapListenErr makes the error a worker's Listen returns: it names the
-// address and the policy and wraps the cause.
-func wrapListenErr(network, address, pol string, err error) error {
-	if pol == "" {
-		return fmt.Errorf("listen %s %s: %w", network, address, err)
-	}
-	return fmt.Errorf("listen %s %s: policy %q: %w", network, address, pol, err)
-}
+func MasterGone() <-chan struct{} { return worker.MasterGone() }
 
 // TCPConn returns the *net.TCPConn behind a connection that a Listener of
 // this package accepted, under any policy. Under leastconn Accept returns a
@@ -213,3 +122,8 @@ func TCPConn(c net.Conn) (*net.TCPConn, bool) {
 		}
 	}
 }
+
+// PacketPollInterval is how often a worker checks whether its datagram
+// sockets were closed, to tell the master (which closes a group nobody
+// reads).
+const PacketPollInterval = worker.PacketPollInterval

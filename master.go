@@ -18,6 +18,7 @@ import (
 
 	"github.com/sockshare/sockshare/internal/ipc"
 	"github.com/sockshare/sockshare/internal/restart"
+	"github.com/sockshare/sockshare/internal/worker"
 	"github.com/sockshare/sockshare/passfd"
 	"github.com/sockshare/sockshare/policy"
 	"github.com/sockshare/sockshare/tcp"
@@ -70,8 +71,8 @@ type slotState struct {
 // NewMaster validates cfg and returns a Master. Errors wrap ErrBadConfig
 // (and policy.ErrUnknownPolicy for a bad policy name).
 func NewMaster(cfg Config) (*Master, error) {
-	if markerErr != nil {
-		return nil, markerErr
+	if err := worker.MarkerErr(); err != nil {
+		return nil, err
 	}
 	c, pol, err := cfg.withDefaults()
 	if err != nil {
@@ -199,7 +200,7 @@ func (m *Master) workerEnv(id, slot, ipcFD int) []string {
 	env := make([]string, 0, len(m.cfg.Env)+6)
 	hasGOMAXPROCS := false
 	for _, kv := range m.cfg.Env {
-		if strings.HasPrefix(kv, envPrefix) {
+		if strings.HasPrefix(kv, ipc.EnvPrefix) {
 			continue // never let a marker through from our own environment
 		}
 		if strings.HasPrefix(kv, "GOMAXPROCS=") {
@@ -212,16 +213,16 @@ func (m *Master) workerEnv(id, slot, ipcFD int) []string {
 	}
 	if m.cfg.WorkerEnv != nil {
 		for _, kv := range m.cfg.WorkerEnv(id, slot) {
-			if !strings.HasPrefix(kv, envPrefix) {
+			if !strings.HasPrefix(kv, ipc.EnvPrefix) {
 				env = append(env, kv)
 			}
 		}
 	}
 	return append(env,
-		envWorkerID+"="+strconv.Itoa(id),
-		envSlot+"="+strconv.Itoa(slot),
-		envIPCFD+"="+strconv.Itoa(ipcFD),
-		envMasterPID+"="+strconv.Itoa(os.Getpid()),
+		ipc.EnvWorkerID+"="+strconv.Itoa(id),
+		ipc.EnvSlot+"="+strconv.Itoa(slot),
+		ipc.EnvIPCFD+"="+strconv.Itoa(ipcFD),
+		ipc.EnvMasterPID+"="+strconv.Itoa(os.Getpid()),
 	)
 }
 

@@ -110,7 +110,7 @@ func (w *workerProc) setState(s WorkerState) {
 
 // send encodes msg and sends it with fds (which stay the caller's).
 func (w *workerProc) send(msg *ipc.Msg, fds []int) error {
-	encErr, err := sendMsg(w.conn, msg, fds)
+	encErr, err := ipc.Send(w.conn, msg, fds)
 	if encErr != nil {
 		return encErr
 	}

@@ -1,6 +1,6 @@
 //go:build unix
 
-package sockshare
+package worker
 
 import (
 	"context"
@@ -23,18 +23,18 @@ import (
 )
 
 // self is this process's worker state, nil when it is not a worker.
-var self *workerClient
+var self *client
 
 // markerErr is set when this process carries worker markers that cannot be
 // used. It is not a worker then, and NewMaster and Listen return the error
 // instead of starting a nested master or binding behind the master's back.
 var markerErr error
 
-func init() { self, markerErr = startWorker() }
+func init() { self, markerErr = start() }
 
-// workerClient is the worker side of the IPC channel: the client of the
+// client is the worker side of the IPC channel: the client of the
 // master's IPC server, in a process the master started.
-type workerClient struct {
+type client struct {
 	id, slot  int
 	masterPID int
 	conn      *net.UnixConn
@@ -61,52 +61,52 @@ type listenReply struct {
 }
 
 // startWorker reads and removes the worker markers. It returns nil, nil
-// in a process that is not a worker, and an error wrapping ErrWorkerEnv
+// in a process that is not a worker, and an error wrapping ipc.ErrWorkerEnv
 // when the markers are there but unusable (a malformed value, or fd that is
 // not the master's socket): such a process must neither act as a master
 // nor bind addresses the master does not know about. The library never
 // prints or exits, so the error surfaces from NewMaster and Listen.
-func startWorker() (*workerClient, error) {
-	if os.Getenv(EnvExecShim) != "" {
+func start() (*client, error) {
+	if os.Getenv(ipc.EnvExecShim) != "" {
 		return nil, nil // the markers are for the program the shim runs
 	}
-	idStr, ok := os.LookupEnv(envWorkerID)
+	idStr, ok := os.LookupEnv(ipc.EnvWorkerID)
 	vals := map[string]string{}
-	for _, k := range allMarkers {
+	for _, k := range ipc.Markers {
 		vals[k] = os.Getenv(k)
 		os.Unsetenv(k)
 	}
 	if !ok {
 		return nil, nil
 	}
-	bad := func(what string, err error) (*workerClient, error) {
-		return nil, fmt.Errorf("%w: %s: %v", ErrWorkerEnv, what, err)
+	bad := func(what string, err error) (*client, error) {
+		return nil, fmt.Errorf("%w: %s: %v", ipc.ErrWorkerEnv, what, err)
 	}
 	id, err := strconv.Atoi(idStr)
 	if err != nil || id < 1 {
-		return bad(envWorkerID+"="+strconv.Quote(idStr), errOr(err, "not a positive number"))
+		return bad(ipc.EnvWorkerID+"="+strconv.Quote(idStr), errOr(err, "not a positive number"))
 	}
-	slot, err := strconv.Atoi(vals[envSlot])
+	slot, err := strconv.Atoi(vals[ipc.EnvSlot])
 	if err != nil || slot < 0 {
-		return bad(envSlot+"="+strconv.Quote(vals[envSlot]), errOr(err, "negative"))
+		return bad(ipc.EnvSlot+"="+strconv.Quote(vals[ipc.EnvSlot]), errOr(err, "negative"))
 	}
-	fd, err := strconv.Atoi(vals[envIPCFD])
+	fd, err := strconv.Atoi(vals[ipc.EnvIPCFD])
 	if err != nil || fd < 0 {
-		return bad(envIPCFD+"="+strconv.Quote(vals[envIPCFD]), errOr(err, "negative"))
+		return bad(ipc.EnvIPCFD+"="+strconv.Quote(vals[ipc.EnvIPCFD]), errOr(err, "negative"))
 	}
-	mpid, err := strconv.Atoi(vals[envMasterPID])
+	mpid, err := strconv.Atoi(vals[ipc.EnvMasterPID])
 	if err != nil || mpid < 1 {
-		return bad(envMasterPID+"="+strconv.Quote(vals[envMasterPID]), errOr(err, "not a positive number"))
+		return bad(ipc.EnvMasterPID+"="+strconv.Quote(vals[ipc.EnvMasterPID]), errOr(err, "not a positive number"))
 	}
 	f := os.NewFile(uintptr(fd), "sockshare-ipc")
 	if f == nil {
-		return bad(envIPCFD, errors.New("not a descriptor"))
+		return bad(ipc.EnvIPCFD, errors.New("not a descriptor"))
 	}
 	conn, err := passfd.FileConn(f)
 	if err != nil {
 		return bad(fmt.Sprintf("IPC descriptor %d", fd), err)
 	}
-	w := &workerClient{
+	w := &client{
 		id: id, slot: slot, masterPID: mpid, conn: conn,
 		calls:     map[uint32]chan listenReply{},
 		listeners: map[uint32]connSink{},
@@ -133,8 +133,8 @@ func errOr(err error, text string) error {
 	return errors.New(text)
 }
 
-func (w *workerClient) send(m *ipc.Msg, fds []int) error {
-	encErr, err := sendMsg(w.conn, m, fds)
+func (w *client) send(m *ipc.Msg, fds []int) error {
+	encErr, err := ipc.Send(w.conn, m, fds)
 	if encErr != nil {
 		return encErr
 	}
@@ -153,7 +153,7 @@ func (w *workerClient) send(m *ipc.Msg, fds []int) error {
 // work or supervise it. SIGTERM lets the program drain like any shutdown;
 // SIGKILL after OrphanGrace makes sure it does not outlive the master for
 // long.
-func (w *workerClient) masterLost() {
+func (w *client) masterLost() {
 	w.goneOnce.Do(func() {
 		close(w.gone)
 		w.mu.Lock()
@@ -175,7 +175,7 @@ type connSink interface {
 	Deliver(ids []uint64, fds []int)
 }
 
-func (w *workerClient) readLoop() {
+func (w *client) readLoop() {
 	buf := make([]byte, ipc.MaxMessage+1)
 	for {
 		n, fds, err := passfd.Recv(w.conn, buf, ipc.MaxFDs)
@@ -235,7 +235,7 @@ func (w *workerClient) readLoop() {
 // onTruncatedListenReply answers a Listen whose socket the kernel could not
 // install (the worker is at RLIMIT_NOFILE): the Listen fails with EMFILE,
 // the worker lives on, and the master is told this worker does not listen.
-func (w *workerClient) onTruncatedListenReply(msg *ipc.Msg, cause error) {
+func (w *client) onTruncatedListenReply(msg *ipc.Msg, cause error) {
 	if msg.Err == "" {
 		w.send(&ipc.Msg{Type: ipc.ListenerClosed, Listener: msg.Listener}, nil)
 	}
@@ -248,9 +248,9 @@ func (w *workerClient) onTruncatedListenReply(msg *ipc.Msg, cause error) {
 	}
 }
 
-func (w *workerClient) onListenReply(msg *ipc.Msg, fds []int) {
+func (w *client) onListenReply(msg *ipc.Msg, fds []int) {
 	r := listenReply{msg: *msg, fds: fds}
-	if msg.Err == "" && len(fds) == 0 && isStreamNet(msg.Network) {
+	if msg.Err == "" && len(fds) == 0 && ipc.StreamNet(msg.Network) {
 		// rr or leastconn: register the listener before the next message,
 		// which may already carry connections for it.
 		addr, err := resolveAddr(msg.Network, msg.Addr)
@@ -282,14 +282,14 @@ func (w *workerClient) onListenReply(msg *ipc.Msg, fds []int) {
 }
 
 func resolveAddr(network, addr string) (net.Addr, error) {
-	if isPacketNet(network) {
+	if ipc.PacketNet(network) {
 		return net.ResolveUDPAddr(network, addr)
 	}
 	return net.ResolveTCPAddr(network, addr)
 }
 
 // call sends a Listen request and waits for the reply.
-func (w *workerClient) call(ctx context.Context, req *ipc.Msg) (listenReply, error) {
+func (w *client) call(ctx context.Context, req *ipc.Msg) (listenReply, error) {
 	req.Seq = w.seq.Add(1)
 	ch := make(chan listenReply, 1)
 	w.mu.Lock()
@@ -334,7 +334,7 @@ func (w *workerClient) call(ctx context.Context, req *ipc.Msg) (listenReply, err
 // by it (as in Node), so a listener closed and opened again rejoins the same
 // group instead of binding a second one. Closed datagram sockets are found
 // here too (see pollPackets).
-func (w *workerClient) takeNth(network, address string) uint32 {
+func (w *client) takeNth(network, address string) uint32 {
 	w.reapPackets()
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -353,13 +353,13 @@ func (w *workerClient) takeNth(network, address string) uint32 {
 }
 
 // releaseNth frees an index taken by takeNth.
-func (w *workerClient) releaseNth(network, address string, n uint32) {
+func (w *client) releaseNth(network, address string, n uint32) {
 	w.mu.Lock()
 	delete(w.nth[network+" "+address], n)
 	w.mu.Unlock()
 }
 
-func (w *workerClient) request(ctx context.Context, network, address, pol string) (listenReply, uint32, error) {
+func (w *client) request(ctx context.Context, network, address, pol string) (listenReply, uint32, error) {
 	if pol != "" {
 		p, err := policy.Parse(pol)
 		if err != nil {
@@ -371,7 +371,7 @@ func (w *workerClient) request(ctx context.Context, network, address, pol string
 	req := &ipc.Msg{Type: ipc.Listen, Network: network, Addr: address, Policy: pol, Nth: nth}
 	r, err := w.call(ctx, req)
 	if err == nil && r.msg.Err != "" {
-		err = &remoteError{msg: r.msg.Err, errno: syscall.Errno(r.msg.Errno), flags: r.msg.Flags & (ipc.FlagPolicyConflict | ipc.FlagUnsupported)}
+		err = &ipc.RemoteError{Msg: r.msg.Err, Errno: syscall.Errno(r.msg.Errno), Flags: r.msg.Flags & (ipc.FlagPolicyConflict | ipc.FlagUnsupported)}
 	}
 	if err != nil {
 		w.releaseNth(network, address, nth)
@@ -383,7 +383,7 @@ func (w *workerClient) request(ctx context.Context, network, address, pol string
 	return r, nth, nil
 }
 
-func (w *workerClient) listen(ctx context.Context, network, address, pol string) (net.Listener, error) {
+func (w *client) listen(ctx context.Context, network, address, pol string) (net.Listener, error) {
 	r, nth, err := w.request(ctx, network, address, pol)
 	if err != nil {
 		return nil, err
@@ -430,7 +430,7 @@ func (w *workerClient) listen(ctx context.Context, network, address, pol string)
 	return sl, nil
 }
 
-func (w *workerClient) listenPacket(ctx context.Context, network, address, pol string) (net.PacketConn, error) {
+func (w *client) listenPacket(ctx context.Context, network, address, pol string) (net.PacketConn, error) {
 	r, nth, err := w.request(ctx, network, address, pol)
 	if err != nil {
 		return nil, err
@@ -465,12 +465,7 @@ type packetListen struct {
 	nth              uint32
 }
 
-// PacketPollInterval is how often a worker checks whether its datagram
-// sockets were closed, to tell the master (which closes a group nobody
-// reads).
-const PacketPollInterval = 250 * time.Millisecond
-
-func (w *workerClient) watchPacket(p *packetListen) {
+func (w *client) watchPacket(p *packetListen) {
 	w.mu.Lock()
 	first := len(w.packets) == 0
 	w.packets = append(w.packets, p)
@@ -481,7 +476,7 @@ func (w *workerClient) watchPacket(p *packetListen) {
 }
 
 // pollPackets reaps closed datagram sockets until none is left open.
-func (w *workerClient) pollPackets() {
+func (w *client) pollPackets() {
 	t := time.NewTicker(PacketPollInterval)
 	defer t.Stop()
 	for {
@@ -498,7 +493,7 @@ func (w *workerClient) pollPackets() {
 
 // reapPackets tells the master about every datagram socket closed since the
 // last call and returns how many are still open.
-func (w *workerClient) reapPackets() int {
+func (w *client) reapPackets() int {
 	w.mu.Lock()
 	var closed []*packetListen
 	open := w.packets[:0]
@@ -530,15 +525,15 @@ func isClosedConn(c syscall.Conn) bool {
 	return rc.Control(func(uintptr) {}) != nil
 }
 
-func (w *workerClient) ready() error {
+func (w *client) ready() error {
 	return w.send(&ipc.Msg{Type: ipc.Ready}, nil)
 }
 
-func (w *workerClient) sendUser(p []byte) error {
+func (w *client) sendUser(p []byte) error {
 	return w.send(&ipc.Msg{Type: ipc.User, Payload: p}, nil)
 }
 
-func (w *workerClient) setHandler(h func([]byte)) {
+func (w *client) setHandler(h func([]byte)) {
 	w.mu.Lock()
 	w.handler = h
 	w.mu.Unlock()
@@ -546,7 +541,7 @@ func (w *workerClient) setHandler(h func([]byte)) {
 
 // listenerAcker is one listener's tcp.Acker.
 type listenerAcker struct {
-	w       *workerClient
+	w       *client
 	id      uint32
 	onClose func() // releases the listener's n-th index
 }
@@ -570,7 +565,7 @@ func (a *listenerAcker) ListenerClosed() {
 // sends whatever accumulated while the previous message was being sent, so
 // under load one message carries many ids and idle latency stays one send.
 type ackBatcher struct {
-	w      *workerClient
+	w      *client
 	mu     sync.Mutex
 	sendMu sync.Mutex
 	taken  []uint64
@@ -578,7 +573,7 @@ type ackBatcher struct {
 	kick   chan struct{}
 }
 
-func (b *ackBatcher) init(w *workerClient) {
+func (b *ackBatcher) init(w *client) {
 	b.w = w
 	b.kick = make(chan struct{}, 1)
 	go b.loop()
@@ -645,4 +640,13 @@ func (b *ackBatcher) returned(ids []uint64) {
 		b.w.send(&ipc.Msg{Type: ipc.Ack, Returned: ids[:n]}, nil)
 		ids = ids[n:]
 	}
+}
+
+// IPCForTest returns this worker's end of the IPC socketpair, or nil
+// outside a worker, for tests that write malformed messages on it.
+func IPCForTest() *net.UnixConn {
+	if self == nil {
+		return nil
+	}
+	return self.conn
 }

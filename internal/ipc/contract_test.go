@@ -1,12 +1,10 @@
-package sockshare
+package ipc
 
 import (
 	"errors"
 	"fmt"
 	"syscall"
 	"testing"
-
-	"github.com/sockshare/sockshare/internal/ipc"
 )
 
 // Errors that cross the IPC boundary keep the sentinels they matched in
@@ -28,7 +26,7 @@ func TestRemoteErrorKeepsSentinels(t *testing.T) {
 		var errno syscall.Errno
 		errors.As(c.err, &errno)
 		// What the worker rebuilds from the reply's text, errno and flags.
-		remote := &remoteError{msg: c.err.Error(), errno: errno, flags: remoteFlags(c.err)}
+		remote := &RemoteError{Msg: c.err.Error(), Errno: errno, Flags: ErrorFlags(c.err)}
 		wrapped := fmt.Errorf("listen tcp :80: policy %q: %w", "rr", remote)
 		for _, w := range c.want {
 			if !errors.Is(wrapped, w) {
@@ -41,7 +39,7 @@ func TestRemoteErrorKeepsSentinels(t *testing.T) {
 			}
 		}
 	}
-	if f := remoteFlags(conflict); f != ipc.FlagPolicyConflict {
-		t.Errorf("remoteFlags(conflict) = %b", f)
+	if f := ErrorFlags(conflict); f != FlagPolicyConflict {
+		t.Errorf("ErrorFlags(conflict) = %b", f)
 	}
 }

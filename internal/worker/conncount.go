@@ -1,6 +1,6 @@
 //go:build unix
 
-package sockshare
+package worker
 
 import (
 	"net"
