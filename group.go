@@ -54,11 +54,11 @@ type group struct {
 	policy   policy.Name
 	fellBack bool
 	addr     net.Addr
-	sockets  slotSockets     // shared, reuseport, kernel dispatch
-	disp     *tcp.Dispatcher // rr, leastconn; reuseport and kernel TCP: hands over a leaving slot's queue
-	kernel   *kernelGroup    // under kernel dispatch (also in sockets)
-	pinned   bool            // from Config.Sockets: open until the master stops
-	file     *os.File        // Socket.File to serve instead of binding, while opening
+	sockets  slotSockets        // shared, reuseport, kernel dispatch
+	disp     *tcp.Dispatcher    // rr, leastconn; reuseport and kernel TCP: hands over a leaving slot's queue
+	kernel   *kdispatch.Sockets // under kernel dispatch (also in sockets)
+	pinned   bool               // from Config.Sockets: open until the master stops
+	file     *os.File           // Socket.File to serve instead of binding, while opening
 
 	announced chan struct{} // closed once the opener has reported the group (fallback)
 	opMu      sync.Mutex    // serialises sending a slot's socket and releasing it
@@ -187,7 +187,7 @@ func (m *Master) attach(w *workerProc, g *group, req *ipc.Msg) error {
 		}
 		reply.NumFDs = 1
 		fds = []int{fd}
-		if cfd := g.kernel.countsFD(); cfd >= 0 {
+		if cfd := g.kernel.CountsFD(); cfd >= 0 {
 			// Kernel leastconn: the worker counts its open connections
 			// where the program reads them.
 			reply.NumFDs = 2
@@ -200,12 +200,12 @@ func (m *Master) attach(w *workerProc, g *group, req *ipc.Msg) error {
 		return err
 	}
 	if g.kernel != nil {
-		if c := g.kernel.chosen(); w.slot < len(c) {
+		if c := g.kernel.Chosen(); w.slot < len(c) {
 			w.mu.Lock()
 			w.chosenBase[g.id] = c[w.slot]
 			w.mu.Unlock()
 		}
-		if err := g.kernel.setLive(w.slot, true); err != nil {
+		if err := g.kernel.SetLive(w.slot, true); err != nil {
 			m.log.Error("sockshare: kernel dispatch: cannot make the slot live", "addr", g.addr.String(), "slot", w.slot, "err", err)
 		}
 	}
@@ -383,7 +383,7 @@ func (m *Master) settle(g *group, slot int) {
 		unlive = !g.closed && !g.slotListensLocked(slot)
 		m.mu.Unlock()
 		if unlive {
-			if err := g.kernel.setLive(slot, false); err != nil {
+			if err := g.kernel.SetLive(slot, false); err != nil {
 				m.log.Error("sockshare: kernel dispatch: cannot take the slot out", "addr", g.addr.String(), "slot", slot, "err", err)
 			}
 		}
@@ -416,11 +416,11 @@ func (m *Master) releaseSlot(g *group, slot int) {
 		}
 	case *udp.ReusePortGroup:
 		err = s.Release(slot)
-	case *kernelGroup:
+	case *kdispatch.Sockets:
 		// The slot is not live: nothing new reaches its socket, which
 		// stays in the group (the program's slot count is fixed).
 		var queued []int
-		queued, err = s.drain(slot)
+		queued, err = s.Drain(slot)
 		if len(queued) > 0 {
 			m.log.Info("sockshare: handing a leaving slot's queued connections to the others", "addr", g.addr.String(), "slot", slot, "count", len(queued))
 			g.disp.Inject(queued)
@@ -443,7 +443,7 @@ func (m *Master) openStream(g *group, network, address string, slot int) error {
 	}
 	switch {
 	case kernel:
-		k, err := openKernelGroup(network, address, m.activeLocked(), mode)
+		k, err := kdispatch.OpenSockets(network, address, m.activeLocked(), mode)
 		if err != nil {
 			return err
 		}
@@ -541,7 +541,7 @@ func (m *Master) openPacket(g *group, network, address string, slot int) error {
 		return nil
 	}
 	if mode, kernel := m.kernelMode(g.policy); kernel {
-		k, err := openKernelGroup(network, address, m.activeLocked(), mode)
+		k, err := kdispatch.OpenSockets(network, address, m.activeLocked(), mode)
 		if err != nil {
 			return err
 		}

@@ -372,7 +372,7 @@ func (m *Master) onExit(w *workerProc) {
 			alone := !g.slotListensLocked(w.slot)
 			m.mu.Unlock()
 			if alone {
-				g.kernel.clearCount(w.slot)
+				g.kernel.ClearCount(w.slot)
 			}
 		}
 	}
@@ -604,7 +604,7 @@ func (m *Master) Listeners() []ListenerInfo {
 	for _, g := range gs {
 		li := ListenerInfo{Network: g.key.network, Addr: g.addr.String(), Requested: g.key.addr, Pinned: g.pinned, Policy: g.policy, Dispatch: g.dispatchLabel()}
 		if g.kernel != nil {
-			li.Chosen, li.Open = g.kernel.chosen(), g.kernel.open()
+			li.Chosen, li.Open = g.kernel.Chosen(), g.kernel.Open()
 		}
 		if g.disp != nil {
 			s := g.disp.Stats()

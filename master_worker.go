@@ -87,13 +87,13 @@ func (w *workerProc) info(restarts int) WorkerInfo {
 	}
 	w.m.mu.Unlock()
 	for _, g := range kernel {
-		if c := g.kernel.chosen(); w.slot < len(c) {
+		if c := g.kernel.Chosen(); w.slot < len(c) {
 			w.mu.Lock()
 			base := w.chosenBase[g.id]
 			w.mu.Unlock()
 			wi.Chosen += c[w.slot] - base
 		}
-		if o := g.kernel.open(); w.slot < len(o) {
+		if o := g.kernel.Open(); w.slot < len(o) {
 			wi.Open += o[w.slot]
 		}
 	}

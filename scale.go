@@ -36,9 +36,9 @@ func (m *Master) Scale(ctx context.Context, n int) error {
 		return errStopping
 	}
 	for _, g := range m.groups {
-		if g.kernel != nil && n > g.kernel.slots() {
+		if g.kernel != nil && n > g.kernel.Slots() {
 			m.mu.Unlock()
-			return fmt.Errorf("sockshare: Scale to %d: the kernel dispatch group of %s %s has %d slots: %w", n, g.key.network, g.addr, g.kernel.slots(), errors.ErrUnsupported)
+			return fmt.Errorf("sockshare: Scale to %d: the kernel dispatch group of %s %s has %d slots: %w", n, g.key.network, g.addr, g.kernel.Slots(), errors.ErrUnsupported)
 		}
 	}
 	was := m.activeLocked()

@@ -93,7 +93,7 @@ func (m *Master) livePinned(w *workerProc) {
 	m.mu.Unlock()
 	for _, g := range gs {
 		g.opMu.Lock()
-		if err := g.kernel.setLive(w.slot, true); err != nil {
+		if err := g.kernel.SetLive(w.slot, true); err != nil {
 			m.log.Error("sockshare: kernel dispatch: cannot make the slot live", "addr", g.addr.String(), "slot", w.slot, "err", err)
 		}
 		g.opMu.Unlock()

@@ -56,6 +56,11 @@
 //     unless the instruction's Constant is set to 1; this package does, and
 //     a test pins what the verifier sees.
 //
-// On other systems [Probe] and [NewGroup] return an error matching
-// [errors.ErrUnsupported], and the package still compiles.
+// [Sockets] is what a master holds for one address under kernel dispatch:
+// the slot sockets it binds, the [Group] attached to them, and the
+// operations the master's groups need (a slot live or not, a leaving
+// slot's queue drained, the counts).
+//
+// On other systems [Probe], [NewGroup] and [OpenSockets] return an error
+// matching [errors.ErrUnsupported], and the package still compiles.
 package kdispatch

@@ -1,4 +1,4 @@
-package sockshare
+package kdispatch
 
 import (
 	"context"
@@ -8,29 +8,28 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/sockshare/sockshare/internal/kdispatch"
 	"github.com/sockshare/sockshare/internal/sockfd"
 	"github.com/sockshare/sockshare/reuse"
 )
 
-// kernelGroup is a group under kernel dispatch: one SO_REUSEPORT socket per
+// Sockets is a group under kernel dispatch: one SO_REUSEPORT socket per
 // slot, owned by the master as under reuseport, with a BPF program that
 // picks a live slot at SYN time (datagram arrival for UDP). A slot is live
 // while a worker of it listens; a slot whose worker is being restarted is
 // not, so it gets nothing new while its queue waits for the replacement.
-type kernelGroup struct {
+type Sockets struct {
 	mu   sync.Mutex
 	addr net.Addr
 	held sockfd.Group
-	kd   *kdispatch.Group
+	kd   *Group
 }
 
-// openKernelGroup binds slots sockets to address and attaches mode's
+// OpenSockets binds slots sockets to address and attaches mode's
 // program. Every slot starts not live. TCP sockets are plain TCP: a BPF
 // program cannot be attached to the MPTCP sockets Go listens with by
 // default.
-func openKernelGroup(network, address string, slots int, mode kdispatch.Mode) (_ *kernelGroup, err error) {
-	k := &kernelGroup{}
+func OpenSockets(network, address string, slots int, mode Mode) (_ *Sockets, err error) {
+	k := &Sockets{}
 	defer func() {
 		if err != nil {
 			k.Close()
@@ -71,7 +70,7 @@ func openKernelGroup(network, address string, slots int, mode kdispatch.Mode) (_
 			return nil, err
 		}
 	}
-	if k.kd, err = kdispatch.NewGroup(mode, fds); err != nil {
+	if k.kd, err = NewGroup(mode, fds); err != nil {
 		return nil, err
 	}
 	for i := range slots {
@@ -83,10 +82,10 @@ func openKernelGroup(network, address string, slots int, mode kdispatch.Mode) (_
 }
 
 // Addr is the bound address.
-func (k *kernelGroup) Addr() net.Addr { return k.addr }
+func (k *Sockets) Addr() net.Addr { return k.addr }
 
-// slots is the number of slots the group was opened with: fixed.
-func (k *kernelGroup) slots() int {
+// Slots is the number of slots the group was opened with: fixed.
+func (k *Sockets) Slots() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.kd == nil {
@@ -96,7 +95,7 @@ func (k *kernelGroup) slots() int {
 }
 
 // FD returns slot's socket; it stays owned by k.
-func (k *kernelGroup) FD(slot int) (int, error) {
+func (k *Sockets) FD(slot int) (int, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.kd == nil {
@@ -108,8 +107,8 @@ func (k *kernelGroup) FD(slot int) (int, error) {
 	return k.held.FD(slot)
 }
 
-// setLive says whether the program may choose slot.
-func (k *kernelGroup) setLive(slot int, live bool) error {
+// SetLive says whether the program may choose slot.
+func (k *Sockets) SetLive(slot int, live bool) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.kd == nil {
@@ -118,10 +117,10 @@ func (k *kernelGroup) setLive(slot int, live bool) error {
 	return k.kd.SetLive(slot, live)
 }
 
-// drain accepts what is queued on slot's socket, which must not be live,
+// Drain accepts what is queued on slot's socket, which must not be live,
 // and returns the connections, owned by the caller. Datagram sockets have
 // nothing to hand over.
-func (k *kernelGroup) drain(slot int) ([]int, error) {
+func (k *Sockets) Drain(slot int) ([]int, error) {
 	fd, err := k.held.FD(slot)
 	if err != nil {
 		return nil, err
@@ -145,9 +144,9 @@ func (k *kernelGroup) drain(slot int) ([]int, error) {
 	}
 }
 
-// countsFD returns the descriptor of the open-connection counts (kernel
+// CountsFD returns the descriptor of the open-connection counts (kernel
 // leastconn), owned by k, or -1 for other programs and a nil k.
-func (k *kernelGroup) countsFD() int {
+func (k *Sockets) CountsFD() int {
 	if k == nil {
 		return -1
 	}
@@ -159,9 +158,9 @@ func (k *kernelGroup) countsFD() int {
 	return k.kd.ConnCountsFD()
 }
 
-// clearCount zeroes slot's open-connection count, for a worker that died
+// ClearCount zeroes slot's open-connection count, for a worker that died
 // with connections open (the kernel closed them; nobody decremented).
-func (k *kernelGroup) clearCount(slot int) {
+func (k *Sockets) ClearCount(slot int) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.kd != nil && k.kd.ConnCounts() != nil {
@@ -169,8 +168,8 @@ func (k *kernelGroup) clearCount(slot int) {
 	}
 }
 
-// open returns each slot's open connections under leastconn, else nil.
-func (k *kernelGroup) open() []int64 {
+// Open returns each slot's open connections under leastconn, else nil.
+func (k *Sockets) Open() []int64 {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.kd == nil || k.kd.ConnCounts() == nil {
@@ -184,9 +183,9 @@ func (k *kernelGroup) open() []int64 {
 	return out
 }
 
-// chosen returns the connections (datagrams) the program sent to each
+// Chosen returns the connections (datagrams) the program sent to each
 // slot so far.
-func (k *kernelGroup) chosen() []uint64 {
+func (k *Sockets) Chosen() []uint64 {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.kd == nil {
@@ -197,7 +196,7 @@ func (k *kernelGroup) chosen() []uint64 {
 }
 
 // Close detaches the program, then closes the sockets.
-func (k *kernelGroup) Close() error {
+func (k *Sockets) Close() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.kd != nil {
