@@ -158,7 +158,7 @@ func checkSocket(fd int) (uint64, error) {
 		return 0, fmt.Errorf("fd %d: getsockopt SO_PROTOCOL: %w", fd, err)
 	}
 	if proto == unix.IPPROTO_MPTCP {
-		return 0, fmt.Errorf("fd %d is an MPTCP socket, which the kernel cannot steer with BPF; create it with net.ListenConfig.SetMultipathTCP(false): %w", fd, ErrUnsupported)
+		return 0, fmt.Errorf("fd %d is an MPTCP socket, which the kernel cannot steer with BPF; create it with net.ListenConfig.SetMultipathTCP(false): %w", fd, errUnsupported)
 	}
 	on, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT)
 	if err != nil {

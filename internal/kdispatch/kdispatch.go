@@ -5,10 +5,10 @@ import (
 	"fmt"
 )
 
-// ErrUnsupported is matched (errors.Is) by every error that means kernel
+// errUnsupported is matched (errors.Is) by every error that means kernel
 // dispatch cannot work here: another OS, missing privileges, an old
 // kernel, or an MPTCP socket. It matches [errors.ErrUnsupported] too.
-var ErrUnsupported = fmt.Errorf("kernel dispatch %w", errors.ErrUnsupported)
+var errUnsupported = fmt.Errorf("kernel dispatch %w", errors.ErrUnsupported)
 
 // MaxSlots is the largest number of slots a [Group] takes. It is the
 // master's own limit on workers; the leastconn program loops over the

@@ -607,9 +607,9 @@ func TestMPTCPSocketRefused(t *testing.T) {
 	}
 	defer ln.Close()
 	_, err = NewGroup(RoundRobin, []int{fdOf(t, ln.(*net.TCPListener))})
-	if err == nil || !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "slot 0: fd") ||
+	if err == nil || !errors.Is(err, errUnsupported) || !strings.Contains(err.Error(), "slot 0: fd") ||
 		!strings.Contains(err.Error(), "MPTCP socket") || !strings.Contains(err.Error(), "SetMultipathTCP(false)") {
-		t.Fatalf("NewGroup(MPTCP listener) error = %v; want one naming the slot, MPTCP and the fix, matching ErrUnsupported", err)
+		t.Fatalf("NewGroup(MPTCP listener) error = %v; want one naming the slot, MPTCP and the fix, matching errUnsupported", err)
 	}
 }
 

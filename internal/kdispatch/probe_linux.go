@@ -15,7 +15,7 @@ var (
 )
 
 // Probe returns nil when kernel dispatch works here, otherwise an error
-// naming the reason that matches [ErrUnsupported] (and
+// naming the reason that matches [errors.ErrUnsupported] (and
 // errors.ErrUnsupported). The first call tries it for real, and the result
 // is kept: it forms a throwaway group of two plain-TCP SO_REUSEPORT
 // sockets on 127.0.0.1, attaches the leastconn program (which needs all
@@ -29,7 +29,7 @@ func Probe() error {
 func probe() error {
 	fds, err := reusePortPair()
 	if err != nil {
-		return fmt.Errorf("kdispatch: probe: could not form a SO_REUSEPORT group on 127.0.0.1: %w: %w", err, ErrUnsupported)
+		return fmt.Errorf("kdispatch: probe: could not form a SO_REUSEPORT group on 127.0.0.1: %w: %w", err, errUnsupported)
 	}
 	defer func() {
 		for _, fd := range fds {
@@ -38,7 +38,7 @@ func probe() error {
 	}()
 	g, err := NewGroup(LeastConn, fds[:])
 	if err != nil {
-		return fmt.Errorf("kdispatch: probe: %s: %w (%w)", reason(err), err, ErrUnsupported)
+		return fmt.Errorf("kdispatch: probe: %s: %w (%w)", reason(err), err, errUnsupported)
 	}
 	if err := g.Close(); err != nil {
 		return fmt.Errorf("kdispatch: probe: %w", err)

@@ -10,9 +10,9 @@ import (
 )
 
 var (
-	// ErrUnsupported is returned by Inherited where descriptors cannot be
+	// errUnsupported is returned by Inherited where descriptors cannot be
 	// inspected. It matches errors.ErrUnsupported.
-	ErrUnsupported = fmt.Errorf("fdproto: %w", errors.ErrUnsupported)
+	errUnsupported = fmt.Errorf("fdproto: %w", errors.ErrUnsupported)
 	// ErrBadEnv is wrapped when LISTEN_PID, LISTEN_FDS or LISTEN_FDNAMES
 	// cannot be right.
 	ErrBadEnv = errors.New("fdproto: bad socket-activation environment")
@@ -108,7 +108,7 @@ func inheritedFrom(getenv func(string) string, pid, first int) ([]InheritedFD, e
 		}
 	}
 	if !canInspect {
-		return nil, fmt.Errorf("fdproto: %s=%d: %w", EnvListenFDs, n, ErrUnsupported)
+		return nil, fmt.Errorf("fdproto: %s=%d: %w", EnvListenFDs, n, errUnsupported)
 	}
 	// Check all before taking any, so an error leaves every one as it was.
 	for i := range n {

@@ -17,9 +17,9 @@ const EnvNotifySocket = "NOTIFY_SOCKET"
 const MaxDatagram = 4096
 
 var (
-	// ErrUnsupported is returned where the protocol is not implemented
+	// errUnsupported is returned where the protocol is not implemented
 	// (every GOOS but Linux). It matches errors.ErrUnsupported.
-	ErrUnsupported = fmt.Errorf("sdnotify: %w", errors.ErrUnsupported)
+	errUnsupported = fmt.Errorf("sdnotify: %w", errors.ErrUnsupported)
 	// ErrBadAddr is wrapped when a notify address is neither an absolute
 	// path nor an abstract "@name".
 	ErrBadAddr = errors.New("sdnotify: notify address is neither an absolute path nor @abstract")

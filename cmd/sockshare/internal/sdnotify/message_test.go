@@ -67,7 +67,7 @@ func TestExpectSortsHeldMessages(t *testing.T) {
 }
 
 func TestErrUnsupportedMatches(t *testing.T) {
-	if !errors.Is(ErrUnsupported, errors.ErrUnsupported) {
-		t.Fatal("ErrUnsupported does not match errors.ErrUnsupported")
+	if !errors.Is(errUnsupported, errors.ErrUnsupported) {
+		t.Fatal("errUnsupported does not match errors.ErrUnsupported")
 	}
 }
