@@ -30,6 +30,10 @@ import (
 // starts) before the runner concludes it is not such a program.
 const ipcGrace = 5 * time.Second
 
+// readyLimit bounds every -ready mode: a worker not ready by then is
+// killed, and the exit counts as a crash carrying the reason.
+const readyLimit = 30 * time.Second
+
 // runner is one "sockshare run": the master, its workers' readiness and
 // what the metrics report.
 type runner struct {
@@ -111,6 +115,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		Sockets:         sockets,
 		WorkerEnv:       r.workerEnv,
 		Readiness:       r.readiness,
+		ReadyTimeout:    -1, // readiness bounds it, naming the reason
 		OnEvent:         r.onEvent,
 	}
 	m, err := sockshare.NewMaster(cfg)
@@ -222,6 +227,25 @@ func (r *runner) watchNotify(id int, rc *sdnotify.Receiver) {
 // library's IPC also becomes ready by its Listen or Ready, whichever comes
 // first.
 func (r *runner) readiness(ctx context.Context, w sockshare.WorkerInfo) error {
+	ctx, cancel := context.WithTimeoutCause(ctx, readyLimit, errNotReady)
+	defer cancel()
+	err := r.awaitReady(ctx, w)
+	if errors.Is(context.Cause(ctx), errNotReady) {
+		switch {
+		case r.needIPC:
+			return fmt.Errorf("no Listen within %v (a program built with the library is ready once it listens)", readyLimit)
+		case r.opts.Ready.Mode == cli.ReadyNotify:
+			return fmt.Errorf("no READY=1 on its NOTIFY_SOCKET within %v; for a program that does not speak sd_notify use -ready started or -ready delay:D", readyLimit)
+		}
+		return fmt.Errorf("not ready within %v", readyLimit)
+	}
+	return err
+}
+
+// errNotReady is the cause of readiness's deadline.
+var errNotReady = errors.New("readiness deadline")
+
+func (r *runner) awaitReady(ctx context.Context, w sockshare.WorkerInfo) error {
 	r.mu.Lock()
 	rc := r.receivers[w.ID]
 	online := r.online[w.ID]
