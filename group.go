@@ -17,6 +17,7 @@ import (
 	"github.com/sockshare/sockshare/policy"
 	"github.com/sockshare/sockshare/tcp"
 	"github.com/sockshare/sockshare/udp"
+	"golang.org/x/sys/unix"
 )
 
 // groupKey identifies one shared address: every worker's n-th open Listen
@@ -438,10 +439,24 @@ func (m *Master) openStream(g *group, network, address string, slot int) error {
 	ctx := context.Background()
 	var ln *net.TCPListener // the dispatcher's; nil for reuseport's and the kernel's
 	mode, kernel := m.kernelMode(g.policy)
-	if g.file != nil && (kernel || g.policy == policy.ReusePort) {
+	if g.file != nil && kernel {
 		return errFileUnsupported
 	}
 	switch {
+	case g.policy == policy.ReusePort && g.file != nil:
+		l, err := fileListener(g.file)
+		if err != nil {
+			return err
+		}
+		if err := checkReusePort(l); err != nil {
+			l.Close()
+			return err
+		}
+		rp, err := tcp.AdoptReusePortSlot(l, slot)
+		if err != nil {
+			return err
+		}
+		g.sockets, g.addr = rp, rp.Addr()
 	case kernel:
 		k, err := kdispatch.OpenSockets(network, address, m.activeLocked(), mode)
 		if err != nil {
@@ -521,7 +536,7 @@ func (m *Master) openPacket(g *group, network, address string, slot int) error {
 	}
 	ctx := context.Background()
 	if g.file != nil {
-		if _, kernel := m.kernelMode(g.policy); kernel || g.policy == policy.ReusePort {
+		if _, kernel := m.kernelMode(g.policy); kernel {
 			return errFileUnsupported
 		}
 		pc, err := net.FilePacketConn(g.file)
@@ -532,6 +547,18 @@ func (m *Master) openPacket(g *group, network, address string, slot int) error {
 		if !ok {
 			pc.Close()
 			return fmt.Errorf("the inherited socket is a %T, not a UDP socket", pc)
+		}
+		if g.policy == policy.ReusePort {
+			if err := checkReusePort(uc); err != nil {
+				uc.Close()
+				return err
+			}
+			rp, err := udp.AdoptReusePortSlot(uc, slot, m.cfg.UDPSteering)
+			if err != nil {
+				return err
+			}
+			g.sockets, g.addr = rp, rp.Addr()
+			return nil
 		}
 		h, err := sockfd.Hold(uc, uc.LocalAddr())
 		if err != nil {
@@ -566,7 +593,28 @@ func (m *Master) openPacket(g *group, network, address string, slot int) error {
 
 // errFileUnsupported is returned for a Socket.File under a policy that
 // needs sockets of its own making.
-var errFileUnsupported = fmt.Errorf("an inherited socket (Socket.File) serves shared and master-dispatched policies, not reuseport or kernel dispatch: %w", errors.ErrUnsupported)
+var errFileUnsupported = fmt.Errorf("an inherited socket (Socket.File) cannot join a kernel dispatch group, whose sockets the master creates itself: %w", errors.ErrUnsupported)
+
+// checkReusePort makes sure an inherited socket has SO_REUSEPORT, so that
+// the other slots' sockets can bind beside it under reuseport.
+func checkReusePort(c syscall.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var on int
+	var oerr error
+	if err := rc.Control(func(fd uintptr) { on, oerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT) }); err != nil {
+		return err
+	}
+	if oerr != nil {
+		return fmt.Errorf("the inherited socket: SO_REUSEPORT: %w", oerr)
+	}
+	if on == 0 {
+		return errors.New("the inherited socket has no SO_REUSEPORT, so the reuseport policy cannot bind the other slots' sockets beside it (systemd: ReusePort=yes in the .socket unit)")
+	}
+	return nil
+}
 
 // fileListener makes a *net.TCPListener of an inherited listening socket
 // (a duplicate: f stays the caller's).

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/sockshare/sockshare"
 	"github.com/sockshare/sockshare/policy"
+	"github.com/sockshare/sockshare/reuse"
 )
 
 func init() {
@@ -56,7 +58,7 @@ func startReady(t *testing.T, cfg sockshare.Config, role string) *cluster {
 	c := &cluster{t: t, done: make(chan error, 1), notify: make(chan struct{}, 1)}
 	cfg.Program = os.Args[0]
 	cfg.Args = []string{}
-	cfg.Env = append(os.Environ(), roleEnv+"="+role)
+	cfg.Env = append(append(os.Environ(), roleEnv+"="+role), cfg.Env...)
 	cfg.OnEvent = c.record
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
@@ -267,4 +269,86 @@ func TestScale(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A Socket.File (what systemd's socket activation passes) is served
+// instead of binding: under shared and reuseport the workers inherit that
+// very socket (reuseport binds the other slots beside it), under rr the
+// master accepts on it. A reuseport File without SO_REUSEPORT is refused
+// before any worker starts, naming the option.
+func TestSocketsFromFile(t *testing.T) {
+	for _, tc := range []struct{ pol, role string }{
+		{"shared", "inherit-http"}, {"reuseport", "inherit-http"}, {"rr", "http"},
+	} {
+		t.Run(tc.pol, func(t *testing.T) {
+			t.Parallel()
+			var ln net.Listener
+			var err error
+			if tc.pol == "reuseport" {
+				ln, err = reuse.Listen("tcp", "127.0.0.1:0")
+			} else {
+				ln, err = net.Listen("tcp", "127.0.0.1:0")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := ln.(*net.TCPListener).File()
+			ln.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := ln.Addr().String()
+			// A client that connects before the master exists waits in
+			// the inherited socket's queue: answered only if that very
+			// socket is served.
+			early, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer early.Close()
+			io.WriteString(early, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			c := startReady(t, sockshare.Config{
+				Workers: 2, Policy: tc.pol, Dispatch: sockshare.DispatchMaster,
+				Sockets: []sockshare.Socket{{Network: "tcp", Address: addr, File: f}},
+				Env:     []string{addrEnv + "=" + addr},
+			}, tc.role)
+			f.Close() // the master holds its own duplicate
+			early.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if resp, err := io.ReadAll(early); err != nil || !strings.HasPrefix(string(resp), "HTTP/1.1 200") {
+				t.Fatalf("the connection queued before the master started: %q, %v; want it answered", resp, err)
+			}
+			if c.addr != addr {
+				t.Fatalf("served %s, want the inherited socket's %s", c.addr, addr)
+			}
+			per, errs := tally(load(addr, "/", 60, 4))
+			if len(errs) > 0 || len(per) != 2 {
+				t.Fatalf("answers per worker %v, %d errors; want both workers, none", per, len(errs))
+			}
+		})
+	}
+	t.Run("reuseport without SO_REUSEPORT", func(t *testing.T) {
+		t.Parallel()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		f, err := ln.(*net.TCPListener).File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		m, err := sockshare.NewMaster(sockshare.Config{
+			Workers: 2, Policy: "reuseport", Program: os.Args[0], Args: []string{}, Env: append(os.Environ(), roleEnv+"=idle"),
+			Sockets: []sockshare.Socket{{Network: "tcp", Address: ln.Addr().String(), File: f}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := m.Run(ctx); err == nil || !strings.Contains(err.Error(), "SO_REUSEPORT") {
+			t.Fatalf("Run = %v; want an error naming SO_REUSEPORT", err)
+		}
+	})
 }

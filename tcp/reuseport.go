@@ -59,6 +59,22 @@ func OpenReusePortSlot(ctx context.Context, network, address string, slot int) (
 	return g, nil
 }
 
+// AdoptReusePortSlot makes ln, a listening socket bound with SO_REUSEPORT
+// elsewhere (systemd's socket activation), slot's socket of a new group;
+// the other slots bind beside it. ln is held as FD holds the others: the
+// group owns it from now on, whatever happens.
+func AdoptReusePortSlot(ln *net.TCPListener, slot int) (*ReusePortGroup, error) {
+	if slot < 0 {
+		ln.Close()
+		return nil, fmt.Errorf("tcp: negative slot %d", slot)
+	}
+	g := &ReusePortGroup{network: ln.Addr().Network(), addr: ln.Addr()}
+	if err := g.held.Put(slot, ln); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
 func (g *ReusePortGroup) growTo(ctx context.Context, slots int) error {
 	for n := g.held.Len(); n < slots; n++ {
 		if _, _, err := g.held.FDOrOpen(n, g.opener(ctx)); err != nil {

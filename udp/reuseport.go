@@ -97,6 +97,25 @@ func OpenReusePortSlot(ctx context.Context, network, address string, slot int, s
 	return g, nil
 }
 
+// AdoptReusePortSlot makes c, a socket bound with SO_REUSEPORT elsewhere
+// (systemd's socket activation), slot's socket of a new group; the other
+// slots bind beside it. The group owns c from now on, whatever happens.
+func AdoptReusePortSlot(c *net.UDPConn, slot int, steer bool) (*ReusePortGroup, error) {
+	if slot < 0 {
+		c.Close()
+		return nil, fmt.Errorf("udp: negative slot %d", slot)
+	}
+	g := &ReusePortGroup{network: c.LocalAddr().Network(), addr: c.LocalAddr(), steer: steer}
+	if err := g.held.Put(slot, c); err != nil {
+		return nil, err
+	}
+	if err := g.resteerLocked(); err != nil {
+		g.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
 // Addr is the address of every socket of the group.
 func (g *ReusePortGroup) Addr() net.Addr { return g.addr }
 
