@@ -174,8 +174,11 @@ func (w *workerProc) protocolError(err error) {
 	}
 	w.mu.Unlock()
 	w.m.log.Error("sockshare: worker broke the IPC protocol; killing it", "worker", w.id, "slot", w.slot, "pid", w.pid, "err", err)
-	w.conn.Close()
+	// Kill first: a worker that saw its channel close first would take
+	// the master for gone and exit on its own, and the exit would not say
+	// that it was killed.
 	w.kill()
+	w.conn.Close()
 }
 
 func (w *workerProc) handle(msg *ipc.Msg) error {
