@@ -72,14 +72,8 @@ func MasterGone() <-chan struct{} {
 // Listen is sockshare.ListenConfig.Listen: asked of the master in a
 // worker, net.Listen elsewhere.
 func Listen(ctx context.Context, network, address, pol string) (net.Listener, error) {
-	if !ipc.StreamNet(network) {
-		return nil, &net.OpError{Op: "listen", Net: network, Err: errNetwork(network, "tcp, tcp4 or tcp6; ListenPacket serves udp")}
-	}
-	if err := checkPolicy(network, address, pol); err != nil {
+	if err := preflight(ipc.StreamNet(network), "tcp, tcp4 or tcp6; ListenPacket serves udp", network, address, pol); err != nil {
 		return nil, err
-	}
-	if markerErr != nil {
-		return nil, wrapListenErr(network, address, pol, markerErr)
 	}
 	if self == nil {
 		var nlc net.ListenConfig
@@ -90,20 +84,30 @@ func Listen(ctx context.Context, network, address, pol string) (net.Listener, er
 
 // ListenPacket is sockshare.ListenConfig.ListenPacket.
 func ListenPacket(ctx context.Context, network, address, pol string) (net.PacketConn, error) {
-	if !ipc.PacketNet(network) {
-		return nil, &net.OpError{Op: "listen", Net: network, Err: errNetwork(network, "udp, udp4 or udp6; Listen serves tcp")}
-	}
-	if err := checkPolicy(network, address, pol); err != nil {
+	if err := preflight(ipc.PacketNet(network), "udp, udp4 or udp6; Listen serves tcp", network, address, pol); err != nil {
 		return nil, err
-	}
-	if markerErr != nil {
-		return nil, wrapListenErr(network, address, pol, markerErr)
 	}
 	if self == nil {
 		var nlc net.ListenConfig
 		return nlc.ListenPacket(ctx, network, address)
 	}
 	return self.listenPacket(ctx, network, address, pol)
+}
+
+// preflight is what Listen and ListenPacket check before anything is
+// asked or bound: the network (netOK, else want says which), the policy
+// name, and the markers.
+func preflight(netOK bool, want, network, address, pol string) error {
+	if !netOK {
+		return &net.OpError{Op: "listen", Net: network, Err: errNetwork(network, want)}
+	}
+	if err := checkPolicy(network, address, pol); err != nil {
+		return err
+	}
+	if markerErr != nil {
+		return wrapListenErr(network, address, pol, markerErr)
+	}
+	return nil
 }
 
 // checkPolicy rejects an unknown policy name before anything is bound,
