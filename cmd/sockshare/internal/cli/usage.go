@@ -46,7 +46,10 @@ Flags of run:
         how the workers share each address, one of
         {policies}
         (aliases none = shared, round-robin = rr; default: ${env},
-        else {default})
+        else {default}). shared and reuseport work for any program; rr,
+        leastconn and sticky hand connections over sockshare's IPC, so
+        they need a program built with github.com/sockshare/sockshare,
+        or -dispatch kernel (rr, sticky) for any program
   -dispatch auto|master|kernel
         who picks the worker of each connection under rr, leastconn and
         sticky: the master (accept and hand over), the kernel (a BPF
@@ -66,8 +69,8 @@ Flags of run:
   -ready notify|started|delay:D
         when a worker counts as ready, which a reload waits for before it
         stops the old worker of the slot and /healthz needs:
-          notify    it sends READY=1 to $NOTIFY_SOCKET (sd_notify); a worker
-                    that never does is never ready (default)
+          notify    it sends READY=1 to $NOTIFY_SOCKET (sd_notify); one
+                    that does not within 30s is killed, as a crash (default)
           started   as soon as its process has started
           delay:D   D after its process has started, for example delay:2s
 
