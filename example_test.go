@@ -56,3 +56,30 @@ func ExampleNewMaster() {
 		log.Fatal(err)
 	}
 }
+
+// A master can run any program as its workers: it opens the addresses in
+// Config.Sockets before the first worker starts, and each worker inherits
+// them as descriptors 3, 4, ... (here Python's socket.socket(fileno=3)).
+// WorkerEnv tells the program about them; Readiness decides when it is
+// ready, since it never calls Listen or Ready.
+func ExampleConfig_sockets() {
+	m, err := sockshare.NewMaster(sockshare.Config{
+		Workers: 2,
+		Policy:  "reuseport",
+		Program: "/usr/bin/python3",
+		Args:    []string{"-c", "import socket, socketserver; ..."},
+		Sockets: []sockshare.Socket{{Network: "tcp", Address: "127.0.0.1:8080"}},
+		WorkerEnv: func(id, slot int) []string {
+			return []string{"LISTEN_FDS=1"}
+		},
+		Readiness: func(ctx context.Context, w sockshare.WorkerInfo) error {
+			return nil // ready once started; cmd/sockshare waits for sd_notify
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := m.Run(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+}
