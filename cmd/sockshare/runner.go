@@ -293,7 +293,7 @@ var errNoIPC = errors.New("the worker did not open sockshare's IPC channel")
 // noIPC ends the run: under a policy the master dispatches, a worker that
 // never speaks IPC would never get a connection.
 func (r *runner) noIPC(id int) {
-	r.fail(fmt.Errorf("policy %s with %s dispatch hands each connection to a worker over sockshare's IPC channel, and worker %d (%s) does not speak it: only programs built with github.com/sockshare/sockshare can; for any program use -policy shared or -policy reuseport, or -dispatch kernel (rr, leastconn, sticky)",
+	r.fail(fmt.Errorf("policy %s with %s dispatch hands each connection to a worker over sockshare's IPC channel, and worker %d (%s) does not speak it: only programs built with github.com/sockshare/sockshare can; for any program use -policy shared or -policy reuseport, or -dispatch kernel (rr, sticky)",
 		r.m.Policy(), r.m.Dispatch(), id, r.opts.Command[0]))
 }
 
