@@ -100,13 +100,21 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	sockets := make([]sockshare.Socket, len(socks))
+	activated := false
 	for i, s := range socks {
 		sockets[i] = sockshare.Socket{Network: s.Network, Address: s.Addr, File: files[i]}
+		activated = activated || files[i] != nil
+	}
+	dispatch := opts.Dispatch
+	if activated && dispatch == sockshare.DispatchAuto {
+		// The kernel's program needs sockets the master makes itself.
+		dispatch = sockshare.DispatchMaster
+		log.Info("socket activation: master dispatch, as kernel dispatch cannot use a socket systemd made")
 	}
 	cfg := sockshare.Config{
 		Workers:         opts.Workers,
 		Policy:          string(opts.Policy),
-		Dispatch:        opts.Dispatch,
+		Dispatch:        dispatch,
 		Program:         self,
 		Args:            shimArgs(path, opts.Command),
 		Env:             workerBaseEnv(os.Environ()),
