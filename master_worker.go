@@ -262,11 +262,14 @@ func (w *workerProc) ack(msg *ipc.Msg) {
 func (w *workerProc) markReady() {
 	w.readyOnce.Do(func() {
 		w.setState(StateReady)
+		// Live in the kernel's program before anyone hears it is ready:
+		// a client that connects once WaitReady returns must be able to
+		// reach this worker.
+		w.m.livePinned(w)
 		w.m.mu.Lock()
 		close(w.ready)
 		w.m.notifyLocked()
 		w.m.mu.Unlock()
-		w.m.livePinned(w)
 		w.m.emit(Event{Type: EventReady, WorkerID: w.id, Slot: w.slot, PID: w.pid})
 	})
 }
