@@ -124,13 +124,14 @@ func (m *Master) restoreSlot(slot int, old *workerProc) {
 	m.mu.Unlock()
 }
 
-// retire disconnects w and waits until it exits or ctx ends. Either way
-// w is killed if it is still running ShutdownTimeout after the disconnect
-// (see workerProc.disconnect).
+// retire disconnects w and waits until it has exited and the supervisor
+// has handled the exit (so it is gone from Workers), or ctx ends. Either
+// way w is killed if it is still running ShutdownTimeout after the
+// disconnect (see workerProc.disconnect).
 func (m *Master) retire(ctx context.Context, w *workerProc) error {
 	w.disconnect()
 	select {
-	case <-w.exited:
+	case <-w.handled:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -140,8 +141,8 @@ func (m *Master) retire(ctx context.Context, w *workerProc) error {
 // Disconnect asks one worker to drain and exit: the master stops handing it
 // connections and sends SIGTERM; past ShutdownTimeout it is killed. The
 // exit counts as asked for, so the slot is not restarted: use Reload to
-// replace workers. Disconnect returns once the worker has exited, or when
-// ctx ends.
+// replace workers. Disconnect returns once the worker has exited and is
+// gone from Workers, or when ctx ends.
 func (m *Master) Disconnect(ctx context.Context, workerID int) error {
 	m.mu.Lock()
 	w := m.workers[workerID]

@@ -76,14 +76,7 @@ func (m *Master) Scale(ctx context.Context, n int) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if errs[i] = m.retire(ctx, w); errs[i] == nil {
-				// Gone from Workers once Scale returns.
-				select {
-				case <-w.handled:
-				case <-ctx.Done():
-					errs[i] = ctx.Err()
-				}
-			}
+			errs[i] = m.retire(ctx, w) // gone from Workers once it returns
 		}()
 	}
 	wg.Wait()

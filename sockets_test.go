@@ -352,3 +352,22 @@ func TestSocketsFromFile(t *testing.T) {
 		}
 	})
 }
+
+// Disconnect, Scale and Reload return once the exits they caused are
+// handled: Workers no longer lists the worker, so a caller that looks right
+// after sees what it asked for.
+func TestDisconnectGoneFromWorkers(t *testing.T) {
+	c := startCluster(t, sockshare.Config{Workers: 4, Policy: "shared"}, "http")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, w := range c.m.Workers() {
+		if err := c.m.Disconnect(ctx, w.ID); err != nil {
+			t.Fatalf("Disconnect(%d): %v", w.ID, err)
+		}
+		for _, o := range c.m.Workers() {
+			if o.ID == w.ID {
+				t.Fatalf("Workers() still lists worker %d (%v) after Disconnect returned", w.ID, o.State)
+			}
+		}
+	}
+}
