@@ -93,10 +93,30 @@ type cluster struct {
 // filled in) running role, and waits until every worker listens.
 func startCluster(t *testing.T, cfg sockshare.Config, role string, env ...string) *cluster {
 	t.Helper()
+	c := launch(t, cfg, role, env...)
+	n := c.m.NumWorkers()
+	c.waitFor("every worker listening", 30*time.Second, func(evs []sockshare.Event, _ []string) bool {
+		seen := map[int]bool{}
+		for _, e := range evs {
+			if e.Type == sockshare.EventListening {
+				seen[e.WorkerID] = true
+				c.addr = e.Addr
+			}
+		}
+		return len(seen) >= n
+	})
+	return c
+}
+
+// launch starts a master with cfg (Program, Env, OnEvent and OnMessage
+// are filled in; cfg.Env is added to this process's) running role, and
+// stops it when the test ends.
+func launch(t *testing.T, cfg sockshare.Config, role string, env ...string) *cluster {
+	t.Helper()
 	c := &cluster{t: t, done: make(chan error, 1), notify: make(chan struct{}, 1)}
 	cfg.Program = os.Args[0]
 	cfg.Args = []string{}
-	cfg.Env = append(append(os.Environ(), roleEnv+"="+role), env...)
+	cfg.Env = append(append(append(os.Environ(), roleEnv+"="+role), cfg.Env...), env...)
 	cfg.OnEvent = c.record
 	cfg.OnMessage = func(id int, p []byte) {
 		c.mu.Lock()
@@ -116,17 +136,6 @@ func startCluster(t *testing.T, cfg sockshare.Config, role string, env ...string
 	c.cancel = cancel
 	go func() { c.done <- m.Run(ctx) }()
 	t.Cleanup(c.stop)
-	n := m.NumWorkers()
-	c.waitFor("every worker listening", 30*time.Second, func(evs []sockshare.Event, _ []string) bool {
-		seen := map[int]bool{}
-		for _, e := range evs {
-			if e.Type == sockshare.EventListening {
-				seen[e.WorkerID] = true
-				c.addr = e.Addr
-			}
-		}
-		return len(seen) >= n
-	})
 	return c
 }
 

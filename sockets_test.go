@@ -55,23 +55,8 @@ func idleWorker() int {
 // sockets never Listen.
 func startReady(t *testing.T, cfg sockshare.Config, role string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, done: make(chan error, 1), notify: make(chan struct{}, 1)}
-	cfg.Program = os.Args[0]
-	cfg.Args = []string{}
-	cfg.Env = append(append(os.Environ(), roleEnv+"="+role), cfg.Env...)
-	cfg.OnEvent = c.record
-	if cfg.ShutdownTimeout == 0 {
-		cfg.ShutdownTimeout = 10 * time.Second
-	}
-	m, err := sockshare.NewMaster(cfg)
-	if err != nil {
-		t.Fatalf("NewMaster: %v", err)
-	}
-	c.m = m
-	ctx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
-	go func() { c.done <- m.Run(ctx) }()
-	t.Cleanup(c.stop)
+	c := launch(t, cfg, role)
+	m := c.m
 	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer wcancel()
 	if err := m.WaitReady(wctx); err != nil {
