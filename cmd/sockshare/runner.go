@@ -179,19 +179,19 @@ func workerBaseEnv(env []string) []string {
 	return out
 }
 
-// boundSockets are the inherited sockets with their bound addresses (port
-// 0 resolved), for the worker's environment.
-func (r *runner) boundSockets() []fdproto.Socket {
-	bound := map[[2]string]string{}
+// bound returns socks with their bound addresses (port 0 resolved), from
+// the master's pinned listeners.
+func (r *runner) bound(socks []fdproto.Socket) []fdproto.Socket {
+	addrs := map[[2]string]string{}
 	for _, l := range r.m.Listeners() {
 		if l.Pinned {
-			bound[[2]string{l.Network, l.Requested}] = l.Addr
+			addrs[[2]string{l.Network, l.Requested}] = l.Addr
 		}
 	}
-	out := make([]fdproto.Socket, len(r.inherited))
-	for i, s := range r.inherited {
+	out := make([]fdproto.Socket, len(socks))
+	for i, s := range socks {
 		out[i] = s
-		if a, ok := bound[[2]string{s.Network, s.Addr}]; ok {
+		if a, ok := addrs[[2]string{s.Network, s.Addr}]; ok {
 			out[i].Addr = a
 		}
 	}
@@ -201,7 +201,7 @@ func (r *runner) boundSockets() []fdproto.Socket {
 // workerEnv is Config.WorkerEnv: the fd protocols, the exec shim's marker,
 // and under -ready notify a NOTIFY_SOCKET of the worker's own.
 func (r *runner) workerEnv(id, slot int) []string {
-	env := fdproto.WorkerEnv(r.boundSockets(), id, slot)
+	env := fdproto.WorkerEnv(r.bound(r.inherited), id, slot)
 	env = append(env, sockshare.EnvExecShim+"=1")
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -411,22 +411,8 @@ func (r *runner) announce(ctx context.Context, stdout io.Writer) {
 		return
 	}
 	var urls []string
-	for _, s := range r.boundSockets() {
+	for _, s := range r.bound(r.socks) {
 		urls = append(urls, s.String())
-	}
-	if r.needIPC {
-		// Their addresses, as bound, from the master's listeners.
-		urls = urls[:0]
-		bound := map[[2]string]string{}
-		for _, l := range r.m.Listeners() {
-			bound[[2]string{l.Network, l.Requested}] = l.Addr
-		}
-		for _, s := range r.socks {
-			if a, ok := bound[[2]string{s.Network, s.Addr}]; ok {
-				s.Addr = a
-			}
-			urls = append(urls, s.String())
-		}
 	}
 	fmt.Fprintf(stdout, "listening on %s policy=%s workers=%d\n", strings.Join(urls, ","), r.m.Policy(), r.m.NumWorkers())
 	sdnotify.Notify(fmt.Sprintf("READY=1\nSTATUS=%d workers, policy %s\nMAINPID=%d", r.m.NumWorkers(), r.m.Policy(), os.Getpid()))
